@@ -1,0 +1,38 @@
+"""Pieces shared by the ``berth`` and ``berth-runtime`` command lines."""
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from berth.errors import BerthError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and a chosen exit code (docker uses 125)."""
+
+    def __init__(self, *args, exit_code: int = 125, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._exit_code = exit_code
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        sys.exit(self._exit_code)
+
+
+def run_guarded(prog: str, fn: Callable[[], int], debug: bool = False) -> int:
+    """Run ``fn``; turn a ``BerthError`` or ``OSError`` into one line on stderr."""
+    try:
+        return fn()
+    except BerthError as e:
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: {e}\n")
+        return e.exit_code
+    except OSError as e:
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}\n")
+        return 125
+    except KeyboardInterrupt:
+        return 130

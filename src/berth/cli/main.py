@@ -1,0 +1,86 @@
+"""``berth``: the engine's command line.
+
+Commands are looked up in a static table and their modules imported only when
+used, so ``berth run`` does not pay for ``berth build``'s imports. Each command
+module exposes ``main(name, argv, opts) -> int``.
+"""
+
+import os
+import sys
+
+from berth import __version__
+from berth.cli.common import run_guarded
+from berth.paths import DEFAULT_ENGINE_ROOT
+
+# name -> (module, one-line summary); docker's verbs and wording where docker has them.
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+GLOBAL_HELP = """\
+Usage: berth [OPTIONS] COMMAND [ARG...]
+
+Run any OCI image as a container or as a microVM, and measure the difference.
+
+Options:
+  --root DIR     engine state directory (default {root}, env BERTH_ROOT)
+  --debug        show tracebacks instead of one-line errors
+  -v, --version  print version information and quit
+  -h, --help     print this help
+
+Commands:
+{commands}
+
+Run 'berth COMMAND --help' for more information on a command.
+"""
+
+
+class Options:
+    """Global options every command receives."""
+
+    def __init__(self, root: str, debug: bool):
+        self.root = root
+        self.debug = debug
+
+
+def _help() -> str:
+    width = max((len(n) for n in COMMANDS), default=8)
+    lines = "\n".join(f"  {n:<{width}}  {s}" for n, (_, s) in COMMANDS.items())
+    return GLOBAL_HELP.format(root=DEFAULT_ENGINE_ROOT, commands=lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    root = os.environ.get("BERTH_ROOT", DEFAULT_ENGINE_ROOT)
+    debug = False
+    while argv and argv[0].startswith("-"):
+        a = argv.pop(0)
+        if a in ("-h", "--help"):
+            sys.stdout.write(_help())
+            return 0
+        if a in ("-v", "--version"):
+            print(f"berth version {__version__}")
+            return 0
+        if a == "--debug":
+            debug = True
+        elif a == "--root" and argv:
+            root = argv.pop(0)
+        elif a.startswith("--root="):
+            root = a.split("=", 1)[1]
+        else:
+            sys.stderr.write(f"berth: unknown flag: {a} (see 'berth --help')\n")
+            return 125
+    if not argv:
+        sys.stdout.write(_help())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        sys.stderr.write(f"berth: '{name}' is not a berth command (see 'berth --help')\n")
+        return 125
+    import importlib
+
+    module = importlib.import_module(COMMANDS[name][0])
+    opts = Options(os.path.abspath(root), debug)
+    return run_guarded("berth", lambda: module.main(name, rest, opts), debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Where berth's installed helpers and default state live."""
+
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_RUNTIME_ROOT = "/run/berth-runtime"
+DEFAULT_ENGINE_ROOT = "/var/lib/berth"
+
+
+def libexec(name: str) -> Path:
+    """Path of a C helper built at set-up (``csrc/NAME``) into the venv.
+
+    ``BERTH_LIBEXEC`` overrides the directory (tests, packagers).
+    """
+    base = os.environ.get("BERTH_LIBEXEC") or os.path.join(sys.prefix, "libexec", "berth")
+    return Path(base) / name
