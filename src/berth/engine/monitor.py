@@ -1,0 +1,140 @@
+"""Launching ``berth-monitor`` and talking to its attach socket.
+
+The monitor reports one line on a sync pipe: ``pid N`` once the runtime's
+``create`` succeeded, or ``error CODE MESSAGE`` (CODE is docker's 125/126/127).
+Output on the attach socket uses docker's stream framing: an 8-byte header
+(stream id 1 stdout / 2 stderr, 3 zero bytes, big-endian length) then the
+payload; what the client writes goes to the container's stdin, and closing
+the client's write side closes that stdin.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.errors import BerthError, CannotInvoke, CommandNotFound, NotFound
+from berth.paths import libexec
+
+
+@dataclass
+class MonitorArgs:
+    runtime: str
+    runtime_root: str
+    bundle: Path
+    cid: str
+    cdir: Path
+    log_path: Path
+    log_max_size: int
+    log_max_file: int
+    terminal: bool = False
+    stdin: bool = False
+    attach: bool = False
+    restart: str = "no"
+    restart_max: int = 0
+    oom_file: str = ""
+    health: tuple[str, int, int, int] | None = None
+    exit_command: list[str] | None = None
+
+
+def _clean_runtime_error(msg: str) -> str:
+    """runc logs as ``time=… level=error msg="…"``: keep the message."""
+    m = re.search(r'msg="((?:[^"\\]|\\.)*)"', msg)
+    if m:
+        msg = m.group(1).replace('\\"', '"')
+    return msg.strip()
+
+
+def launch(a: MonitorArgs) -> int:
+    """Start the monitor for one run of the container; return the container pid.
+
+    Raises:
+        CommandNotFound / CannotInvoke / BerthError: the runtime's create failed
+        (exit code 127 / 126 / 125 as docker's), with the runtime's message.
+    """
+    exe = libexec("berth-monitor")
+    if not exe.exists():
+        raise NotFound(f"start container: {exe} is missing (run scripts/setup.sh)")
+    argv = [str(exe), "--runtime", a.runtime, "--root", a.runtime_root, "--bundle", str(a.bundle),
+            "--id", a.cid, "--dir", str(a.cdir), "--log", str(a.log_path),
+            "--log-max-size", str(a.log_max_size), "--log-max-file", str(a.log_max_file),
+            "--restart", a.restart, "--restart-max", str(a.restart_max)]
+    if a.terminal:
+        argv.append("--terminal")
+    if a.stdin:
+        argv.append("--stdin")
+    if a.attach:
+        argv.append("--attach")
+    if a.oom_file:
+        argv += ["--oom-file", a.oom_file]
+    if a.health:
+        cmd, interval, timeout, retries = a.health
+        argv += ["--health-cmd", cmd, "--health-interval", str(interval),
+                 "--health-timeout", str(timeout), "--health-retries", str(retries)]
+    for arg in a.exit_command or []:
+        argv += ["--exit-command", arg]
+    r, w = os.pipe()
+    argv += ["--sync-fd", str(w)]
+    try:
+        p = subprocess.Popen(argv, pass_fds=[w], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as f:
+        line = f.readline().decode(errors="replace").strip()
+    _, err = p.communicate()
+    if not line:
+        raise BerthError(f"start container {a.cid[:12]}: monitor failed: "
+                         f"{err.decode(errors='replace').strip() or 'no report'}")
+    kind, _, rest = line.partition(" ")
+    if kind == "pid":
+        return int(rest)
+    code_s, _, msg = rest.partition(" ")
+    msg = _clean_runtime_error(msg)
+    code = int(code_s) if code_s.isdigit() else 125
+    text = f"start container {a.cid[:12]}: {msg}"
+    if code == 127:
+        raise CommandNotFound(text)
+    if code == 126:
+        raise CannotInvoke(text)
+    raise BerthError(text)
+
+
+def connect(cdir: Path) -> socket.socket:
+    """Connect to a running container's attach socket.
+
+    The socket is reached through an O_PATH descriptor of the state directory:
+    sun_path holds only 108 bytes and engine roots can be deep.
+    """
+    dfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY)
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(f"/proc/self/fd/{dfd}/attach.sock")
+        except OSError:
+            s.close()
+            raise
+        return s
+    finally:
+        os.close(dfd)
+
+
+def read_frames(sock: socket.socket):
+    """Yield (stream_id, bytes) until the monitor closes the socket."""
+    buf = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return
+        buf += data
+        while len(buf) >= 8:
+            sid, n = buf[0], struct.unpack(">I", buf[4:8])[0]
+            if len(buf) < 8 + n:
+                break
+            yield sid, buf[8:8 + n]
+            buf = buf[8 + n:]
