@@ -95,15 +95,19 @@ def read_logs(path: Path, max_file: int, tail: int | None = None, since: float |
             live_fd.close()
         return
     pending = b""
+    queue: list = []  # rotated files still to read, oldest first
     while True:
         if live_fd is None:
-            try:
-                live_fd = open(path, "rb")
-            except OSError:
-                if alive and not alive():
-                    return
-                time.sleep(0.1)
-                continue
+            if queue:
+                live_fd = queue.pop(0)
+            else:
+                try:
+                    live_fd = open(path, "rb")
+                except OSError:
+                    if alive and not alive():
+                        return
+                    time.sleep(0.1)
+                    continue
         chunk = live_fd.read(65536)
         if chunk:
             pending += chunk
@@ -113,14 +117,20 @@ def read_logs(path: Path, max_file: int, tail: int | None = None, since: float |
                 if e:
                     yield e
             continue
-        # at the end: rotated away? then switch to the new file
+        if queue:  # a rotated file read to its end: on to the next newer one
+            live_fd.close()
+            live_fd = None
+            continue
+        # at the end: rotated away? then read every newer file in order
         try:
             rotated = os.stat(path).st_ino != os.fstat(live_fd.fileno()).st_ino
         except OSError:
             rotated = True
         if rotated:
+            old_ino = os.fstat(live_fd.fileno()).st_ino
             live_fd.close()
             live_fd, pending = None, b""
+            queue = _newer_files(path, max_file, old_ino)
             continue
         if alive and not alive():
             # one last read for lines written just before the exit
@@ -132,3 +142,19 @@ def read_logs(path: Path, max_file: int, tail: int | None = None, since: float |
             live_fd.close()
             return
         time.sleep(0.05)
+
+
+def _newer_files(path: Path, max_file: int, old_ino: int) -> list:
+    """Open the files written after the one with inode ``old_ino``, oldest first
+    (opened together, so a further rotation cannot take them away)."""
+    fhs = []
+    for f in log_files(path, max_file):
+        try:
+            fhs.append(open(f, "rb"))
+        except OSError:
+            pass
+    inos = [os.fstat(fh.fileno()).st_ino for fh in fhs]
+    start = inos.index(old_ino) + 1 if old_ino in inos else 0
+    for fh in fhs[:start]:
+        fh.close()
+    return fhs[start:]

@@ -1,0 +1,122 @@
+"""berth run end to end: output, exit codes, --rm cleanliness, stdin, options."""
+
+import os
+import subprocess
+from pathlib import Path
+
+
+def test_run_prints_output_and_propagates_exit_code(berth):
+    r = berth("run", "--rm", "busybox", "sh", "-c", "echo hi; echo oops >&2; exit 42")
+    assert r.returncode == 42
+    assert r.stdout == "hi\n"
+    assert r.stderr == "oops\n"
+
+
+def test_missing_executable_is_127_and_one_line(berth):
+    r = berth("run", "--rm", "busybox", "/no/such")
+    assert r.returncode == 127
+    assert r.stderr.count("\n") == 1 and "/no/such" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_non_executable_file_is_126(berth):
+    r = berth("run", "--rm", "busybox", "/etc/passwd")
+    assert r.returncode == 126, r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def _leftovers(root: Path, cid: str) -> list[str]:
+    found = []
+    if (root / "containers" / cid).exists():
+        found.append("container dir")
+    if cid in open("/proc/mounts").read():
+        found.append("mount")
+    for cg in Path("/sys/fs/cgroup").glob(f"*/berth/{cid}"):
+        found.append(str(cg))
+    if (Path("/sys/fs/cgroup/berth") / cid).exists():
+        found.append("cgroup v2")
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    if cid in out:
+        found.append("process")
+    return found
+
+
+def test_run_rm_leaves_no_process_mount_cgroup_or_file(berth, engine_root):
+    r = berth("run", "--rm", "--name", f"rmtest{os.getpid()}", "busybox", "sh", "-c", "cat /proc/self/cgroup")
+    assert r.returncode == 0
+    # the container's own cgroup path names its ID
+    cid = next(line.rsplit("/", 1)[1] for line in r.stdout.splitlines() if "/berth/" in line)
+    assert len(cid) == 64
+    assert _leftovers(engine_root, cid) == []
+    assert cid not in berth.ids()
+
+
+def test_detached_rm_cleans_up_after_exit(berth, engine_root):
+    cid = berth.out("run", "-d", "--rm", "busybox", "true").strip()
+    r = berth("wait", cid)
+    # the monitor's exit command removes it; wait for that to finish
+    for _ in range(100):
+        if cid not in berth.ids() and not (engine_root / "containers" / cid).exists():
+            break
+        subprocess.run(["sleep", "0.1"])
+    assert cid not in berth.ids(), r.stdout
+    assert _leftovers(engine_root, cid) == []
+
+
+def test_stdin_with_interactive(berth):
+    r = berth("run", "-i", "--rm", "busybox", "sh", "-c", "tr a-z A-Z"
+              , input="hello\n")
+    assert r.returncode == 0
+    assert r.stdout == "HELLO\n"
+
+
+def test_env_workdir_user_hostname(berth):
+    r = berth("run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "nobody", "--hostname", "box1",
+              "busybox", "sh", "-c", 'echo "$FOO $(pwd) $(id -u) $(hostname)"')
+    assert r.stdout.strip() == "bar /tmp 65534 box1", r.stderr
+
+
+def test_read_only_root_and_cap_drop(berth):
+    r = berth("run", "--rm", "--read-only", "busybox", "sh", "-c", "touch /x")
+    assert r.returncode != 0 and "Read-only" in r.stderr
+    r = berth("run", "--rm", "--cap-drop", "CHOWN", "busybox", "chown", "nobody", "/tmp")
+    assert r.returncode != 0
+
+
+def test_memory_and_pids_limits_reach_the_cgroup(berth):
+    r = berth("run", "--rm", "-m", "64m", "--pids-limit", "100", "busybox", "sh", "-c",
+              "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; "
+              "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["100", str(64 << 20)]
+
+
+def test_init_reaps_and_passes_exit_code(berth):
+    r = berth("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 7")
+    assert r.returncode == 7
+    assert r.stdout.startswith("/dev/init -- sh")
+
+
+def test_bind_mount_creates_missing_host_path_and_ro(berth, tmp_path):
+    src = tmp_path / "made" / "here"
+    r = berth("run", "--rm", "-v", f"{src}:/data", "busybox", "sh", "-c", "echo x > /data/f")
+    assert r.returncode == 0, r.stderr
+    assert (src / "f").read_text() == "x\n"
+    r = berth("run", "--rm", "-v", f"{src}:/data:ro", "busybox", "sh", "-c", "echo y > /data/f")
+    assert r.returncode != 0
+    assert (src / "f").read_text() == "x\n"
+
+
+def test_tmpfs_mount(berth):
+    r = berth("run", "--rm", "--tmpfs", "/scratch:size=1m", "busybox", "sh", "-c", "grep /scratch /proc/mounts")
+    assert "tmpfs" in r.stdout
+
+
+def test_entrypoint_and_labels_in_inspect(berth):
+    cid = berth.out("create", "--entrypoint", "echo", "-l", "a=b", "busybox", "one", "two").strip()
+    d = __import__("json").loads(berth.out("inspect", cid))[0]
+    assert d["Path"] == "echo" and d["Args"] == ["one", "two"]
+    assert d["Config"]["Labels"]["a"] == "b"
+    assert d["State"]["Status"] == "created"
+    assert d["Isolation"] == "container"
+    r = berth("start", "-a", cid)
+    assert r.stdout == "one two\n"
