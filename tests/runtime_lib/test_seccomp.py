@@ -280,3 +280,55 @@ def test_control_without_the_profile_the_probes_do_not_get_eperm():
     calls = [(c[0], *c) for c in DEFAULT_BLOCKED if c[0] in safe]
     got = probe({"defaultAction": "SCMP_ACT_ALLOW"}, calls)
     assert len(got) == len(safe) and "EPERM" not in got.values(), got
+
+
+def _allow_all_program(tmp_path) -> bytes:
+    f = seccomp.build({"defaultAction": "SCMP_ACT_ALLOW"})
+    path = tmp_path / "allow-all.bpf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        f.export_bpf(fd)
+    finally:
+        os.close(fd)
+        f.release()
+    return path.read_bytes()
+
+
+def test_compiled_program_cache_is_used_and_enforces(tmp_path):
+    cache = str(tmp_path / "cache")
+    prof = default_profile()
+    assert probe_cached(prof, cache) == {"k": "EPERM", "g": "ok"}  # miss: compiles, stores
+    files = os.listdir(cache)
+    assert len(files) == 1 and files[0].endswith(".bpf")
+    assert os.stat(cache).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.join(cache, files[0])).st_mode & 0o777 == 0o600
+    assert probe_cached(prof, cache) == {"k": "EPERM", "g": "ok"}  # hit: loads the stored program
+
+
+def test_seccomp_cache_writable_by_others_is_not_trusted(tmp_path):
+    cache = str(tmp_path / "cache")
+    prof = default_profile()
+    probe_cached(prof, cache)
+    (entry,) = os.listdir(cache)
+    path = os.path.join(cache, entry)
+    # an attacker who could write the cache swaps in an allow-everything program
+    os.chmod(path, 0o600)
+    with open(path, "wb") as f:
+        f.write(_allow_all_program(tmp_path))
+    os.chmod(path, 0o666)
+    assert probe_cached(prof, cache)["k"] == "EPERM"  # world-writable file: ignored
+    os.chmod(path, 0o600)
+    os.chmod(cache, 0o777)
+    assert probe_cached(prof, cache)["k"] == "EPERM"  # world-writable dir: ignored
+    os.chmod(cache, 0o700)
+    assert probe_cached(prof, cache)["k"] == "ok"  # control: the swapped file is what a trusted cache holds
+
+
+def probe_cached(cfg: dict, cache: str) -> dict:
+    def child():
+        seccomp.load(cfg, cache_dir=cache)
+        return f"k={'ok' if syscall('keyctl', 0)[1] != errno.EPERM else 'EPERM'} g={'ok' if syscall('getpid')[0] > 0 else 'fail'}"
+
+    status, text = in_child(child)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, text
+    return dict(kv.split("=", 1) for kv in text.split())

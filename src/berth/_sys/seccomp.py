@@ -85,6 +85,9 @@ def lib() -> ctypes.CDLL:
         so.seccomp_rule_add_array.argtypes = [vp, u32, i, ui, ctypes.POINTER(ArgCmp)]
         so.seccomp_rule_add_array.restype = i
         so.seccomp_load.argtypes, so.seccomp_load.restype = [vp], i
+        so.seccomp_export_bpf.argtypes, so.seccomp_export_bpf.restype = [vp, i], i
+        so.seccomp_version.argtypes = []
+        so.seccomp_version.restype = ctypes.POINTER(ctypes.c_uint * 3)
         _lib = so
     return _lib
 
@@ -108,6 +111,37 @@ def syscall_resolve(name: str) -> int:
     """Syscall number on the native arch (negative pseudo-number if it only
     exists on other arches); ``NR_SCMP_ERROR`` if libseccomp does not know it."""
     return lib().seccomp_syscall_resolve_name(name.encode())
+
+
+def version() -> str:
+    """libseccomp's version, e.g. "2.5.4"."""
+    v = lib().seccomp_version().contents
+    return ".".join(str(x) for x in v)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+def load_bpf(prog: bytes) -> None:
+    """Install a classic-BPF seccomp program (``struct sock_filter`` array, as
+    ``Filter.export_bpf`` wrote it) with prctl(PR_SET_SECCOMP, FILTER).
+
+    Like seccomp_load it needs no_new_privs or CAP_SYS_ADMIN.
+    """
+    from . import check, libc
+
+    if not prog or len(prog) % 8 or len(prog) // 8 > 0xFFFF:
+        raise OSError(22, f"load seccomp program: bad length {len(prog)}")
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = _SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    ul = ctypes.c_ulong
+    ret = libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ul(SECCOMP_MODE_FILTER), ctypes.byref(fprog), ul(0), ul(0))
+    check(ret, "prctl(PR_SET_SECCOMP)")
 
 
 class Filter:
@@ -141,6 +175,10 @@ class Filter:
         """Add one rule; ``args`` are (index, op, value, valueTwo), ANDed together."""
         arr = (ArgCmp * len(args))(*[ArgCmp(a, op, v1, v2) for a, op, v1, v2 in args]) if args else None
         _check(lib().seccomp_rule_add_array(self._ctx, action, nr, len(args), arr), f"seccomp_rule_add {what}")
+
+    def export_bpf(self, fd: int) -> None:
+        """Write the compiled program (struct sock_filter[]) to ``fd``."""
+        _check(lib().seccomp_export_bpf(self._ctx, fd), "seccomp_export_bpf")
 
     def load(self) -> None:
         """Install the filter in the calling thread (seccomp(2) / prctl)."""

@@ -25,6 +25,8 @@ process still has CAP_SYS_ADMIN (before dropping capabilities), as runc does.
 from __future__ import annotations
 
 import errno as _errno
+import os
+import stat
 
 from berth.errors import ConfigError, RuntimeFailure
 
@@ -247,12 +249,100 @@ def build(cfg: dict):
     return filt
 
 
-def load(cfg: dict) -> None:
-    """Install the linux.seccomp filter ``cfg`` in the calling thread."""
+def load(cfg: dict, cache_dir: str | None = None) -> None:
+    """Install the linux.seccomp filter ``cfg`` in the calling thread.
+
+    With ``cache_dir`` (a root-only directory, e.g. under the runtime's
+    --root), the compiled BPF program is kept there keyed by a SHA-256 of the
+    profile and the kernel, and later loads skip
+    libseccomp's compilation (about 10 ms for docker's profile; see
+    bench/seccomp_cgroups.py). A cache that is not owned by us or is writable
+    by others is ignored, never trusted.
+    """
+    from berth._sys import seccomp as sc
+
+    # Flags need seccomp(2)'s flag argument, which prctl lacks: no cache then.
+    if cache_dir is not None and isinstance(cfg, dict) and not cfg.get("flags"):
+        _normalize(cfg)
+        prog = _cached_program(cfg, cache_dir)
+        if prog is not None:
+            try:
+                sc.load_bpf(prog)
+            except OSError as e:
+                raise RuntimeFailure(f"seccomp: {e.strerror}") from None
+            return
     filt = build(cfg)
     try:
         filt.load()
     except OSError as e:
         raise RuntimeFailure(f"seccomp: {e.strerror}") from None
     finally:
+        filt.release()
+
+
+def _trusted(st) -> bool:
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _cached_program(cfg: dict, cache_dir: str) -> bytes | None:
+    """The compiled program for ``cfg`` from the cache, compiling it on a miss.
+
+    None when the cache cannot be used (then the caller compiles in memory).
+    """
+    import json
+
+    try:
+        from _sha256 import sha256  # builtin: no OpenSSL import on the hot path
+    except ImportError:  # Python 3.12+: _sha2
+        from hashlib import sha256
+    # The key leaves out libseccomp's version so that a cache hit needs no
+    # dlopen (~2 ms): a program from an older libseccomp is still a correct
+    # filter for the same profile, and the cache (under /run) ends at reboot.
+    uname = os.uname()
+    key = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+    key += f"|{uname.release}|{uname.machine}"
+    path = os.path.join(cache_dir, sha256(key.encode()).hexdigest() + ".bpf")
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        dst = os.lstat(cache_dir)
+        if not stat.S_ISDIR(dst.st_mode) or not _trusted(dst):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return _compile_to(cfg, path)
+    except OSError:
+        return None
+    try:
+        if not _trusted(os.fstat(fd)):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def _compile_to(cfg: dict, path: str) -> bytes | None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    filt = build(cfg)
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError:
+        filt.release()
+        return None
+    try:
+        filt.export_bpf(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            prog = f.read()
+        os.fsync(fd)
+        os.rename(tmp, path)  # atomic: readers see a whole program or none
+        return prog
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return None
+    finally:
+        os.close(fd)
         filt.release()
