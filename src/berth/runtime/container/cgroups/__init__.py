@@ -197,6 +197,6 @@ def features() -> dict:
         "systemd": False,
         "systemdUser": False,
         "rdma": False,
-        # not a runc key: whether linux.resources.devices is enforced on pure v2
+        # not a runc key: how linux.resources.devices is enforced on pure v2
         "org.berth.v2Devices": "ebpf" if DEVICE_FILTER else "not-enforced",
     }

@@ -13,12 +13,9 @@ Conversions from the runtime spec's v1-shaped values (same formulas as runc):
 cpu.weight = 1 + (shares - 2) * 9999 / 262142; memory.swap.max = swap - limit;
 io.weight = 1 + (blkio weight - 10) * 9999 / 990; -1 → "max".
 
-Limitation — devices: on v2 the device allow/deny list is enforced by an eBPF
-program of type BPF_PROG_TYPE_CGROUP_DEVICE attached to the cgroup. See
-``devices_v2`` (``DEVICE_FILTER``) for whether this build attaches one; when it
-does not, ``linux.resources.devices`` is not enforced on pure-v2 hosts and the
-container relies on the other layers (no CAP_MKNOD in user-namespaced setups,
-the /dev tmpfs holding only the default devices, and seccomp).
+Devices: v2 has no devices controller; linux.resources.devices becomes an
+eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE attached to the cgroup
+(``devices_v2``), with the v1 controller's semantics.
 """
 
 from __future__ import annotations
@@ -146,9 +143,7 @@ class V2Cgroup(Cgroup):
         write(self._f("cgroup.procs"), str(pid))
 
     def destroy(self) -> None:
-        from . import devices_v2
-
-        devices_v2.detach(self.dir)
+        # The kernel frees the device filter together with the cgroup.
         rmtree_cgroup(self.dir)
 
     # -- resources ---------------------------------------------------------
