@@ -63,19 +63,6 @@ def test_cpu_max_line():
     assert cpu_max(None, None) is None
 
 
-@pytest.fixture
-def v2cg(procs):
-    if UNIFIED is None:
-        pytest.skip("no cgroup2 hierarchy mounted")
-    mnt = UNIFIED[0]
-    name = unique_name()
-    c = V2Cgroup("/" + name, os.path.join(mnt, name), mnt, controllers=frozenset())
-    c.create()
-    yield c
-    procs.cleanup()
-    c.destroy()
-
-
 def test_v2_join_list_freeze_thaw_destroy(v2cg, procs):
     p = procs.sleep()
     v2cg.add(p.pid)

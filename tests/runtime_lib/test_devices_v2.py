@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from rtlib_helpers import unique_name
 
 from berth._sys import bpf
 from berth.runtime.container import cgroups
 from berth.runtime.container.cgroups.devices_v2 import emulate, program
-from berth.runtime.container.cgroups.v2 import V2Cgroup
 from berth.runtime.container.spec import DEFAULT_DEVICE_RULES
 
 UNIFIED = cgroups.detect().unified
@@ -47,19 +45,6 @@ def test_emulation_matches_v1_semantics():
     assert len(program([(False, "a *:* rwm")])) == 8 * 8  # prologue + "return deny"
 
 
-@pytest.fixture
-def v2(procs):
-    if UNIFIED is None:
-        pytest.skip("no cgroup2 hierarchy mounted")
-    mnt = UNIFIED[0]
-    name = unique_name()
-    cg = V2Cgroup("/" + name, os.path.join(mnt, name), mnt, controllers=frozenset())
-    cg.create()
-    yield cg
-    procs.cleanup()
-    cg.destroy()
-
-
 def opens(cg, procs, cases) -> list[str]:
     p = procs.python(OPEN_PROBE.format(cases=cases))
     cg.add(p.pid)
@@ -68,9 +53,9 @@ def opens(cg, procs, cases) -> list[str]:
     return out.splitlines()
 
 
-def test_deny_by_default_allows_only_listed_devices_and_access(v2, procs):
-    v2.apply({"devices": [DENY_ALL, c(1, 3), c(1, 5, "r")]})
-    assert opens(v2, procs, [("/dev/null", "O_RDWR"), ("/dev/zero", "O_RDONLY"), ("/dev/zero", "O_WRONLY"), ("/dev/full", "O_RDONLY")]) == [
+def test_deny_by_default_allows_only_listed_devices_and_access(v2cg, procs):
+    v2cg.apply({"devices": [DENY_ALL, c(1, 3), c(1, 5, "r")]})
+    assert opens(v2cg, procs, [("/dev/null", "O_RDWR"), ("/dev/zero", "O_RDONLY"), ("/dev/zero", "O_WRONLY"), ("/dev/full", "O_RDONLY")]) == [
         "/dev/null O_RDWR ok",
         "/dev/zero O_RDONLY ok",
         "/dev/zero O_WRONLY EPERM",
@@ -78,9 +63,9 @@ def test_deny_by_default_allows_only_listed_devices_and_access(v2, procs):
     ]
 
 
-def test_allow_by_default_denies_listed_devices(v2, procs):
-    v2.apply({"devices": [{"allow": True, "access": "rwm"}, c(1, 5, allow=False), c(1, 7, "w", allow=False)]})
-    assert opens(v2, procs, [("/dev/null", "O_RDWR"), ("/dev/zero", "O_RDONLY"), ("/dev/full", "O_RDONLY"), ("/dev/full", "O_WRONLY")]) == [
+def test_allow_by_default_denies_listed_devices(v2cg, procs):
+    v2cg.apply({"devices": [{"allow": True, "access": "rwm"}, c(1, 5, allow=False), c(1, 7, "w", allow=False)]})
+    assert opens(v2cg, procs, [("/dev/null", "O_RDWR"), ("/dev/zero", "O_RDONLY"), ("/dev/full", "O_RDONLY"), ("/dev/full", "O_WRONLY")]) == [
         "/dev/null O_RDWR ok",
         "/dev/zero O_RDONLY EPERM",
         "/dev/full O_RDONLY ok",
@@ -88,30 +73,30 @@ def test_allow_by_default_denies_listed_devices(v2, procs):
     ]
 
 
-def test_default_spec_devices_refuse_host_block_devices(v2, procs):
+def test_default_spec_devices_refuse_host_block_devices(v2cg, procs):
     block = next((f"/dev/{n}" for n in sorted(os.listdir("/dev")) if n.startswith("loop") and n[4:].isdigit()), None)
     if block is None:
         pytest.skip("no /dev/loopN block device to probe")
-    v2.apply({"devices": [DENY_ALL, *DEFAULT_DEVICE_RULES]})
-    got = opens(v2, procs, [(block, "O_RDONLY"), ("/dev/null", "O_RDWR"), ("/dev/urandom", "O_RDONLY")])
+    v2cg.apply({"devices": [DENY_ALL, *DEFAULT_DEVICE_RULES]})
+    got = opens(v2cg, procs, [(block, "O_RDONLY"), ("/dev/null", "O_RDWR"), ("/dev/urandom", "O_RDONLY")])
     assert got == [f"{block} O_RDONLY EPERM", "/dev/null O_RDWR ok", "/dev/urandom O_RDONLY ok"]
 
 
-def test_control_without_a_filter_the_probes_succeed(v2, procs):
+def test_control_without_a_filter_the_probes_succeed(v2cg, procs):
     """Proves the probes can tell: with no device rules nothing is refused."""
-    got = opens(v2, procs, [("/dev/zero", "O_WRONLY"), ("/dev/full", "O_RDONLY")])
+    got = opens(v2cg, procs, [("/dev/zero", "O_WRONLY"), ("/dev/full", "O_RDONLY")])
     assert got == ["/dev/zero O_WRONLY ok", "/dev/full O_RDONLY ok"]
 
 
-def test_reapply_replaces_the_filter_instead_of_stacking(v2, procs):
-    v2.apply({"devices": [DENY_ALL, c(1, 3)]})
-    v2.apply({"devices": [DENY_ALL, c(1, 3), c(1, 5)]})
-    fd = os.open(v2.dir, os.O_RDONLY | os.O_DIRECTORY)
+def test_reapply_replaces_the_filter_instead_of_stacking(v2cg, procs):
+    v2cg.apply({"devices": [DENY_ALL, c(1, 3)]})
+    v2cg.apply({"devices": [DENY_ALL, c(1, 3), c(1, 5)]})
+    fd = os.open(v2cg.dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        assert len(bpf.prog_query(fd, v2.dir)) == 1
+        assert len(bpf.prog_query(fd, v2cg.dir)) == 1
     finally:
         os.close(fd)
-    assert opens(v2, procs, [("/dev/zero", "O_RDWR")]) == ["/dev/zero O_RDWR ok"]
+    assert opens(v2cg, procs, [("/dev/zero", "O_RDWR")]) == ["/dev/zero O_RDWR ok"]
 
 
 def test_features_report_ebpf_device_filter():
