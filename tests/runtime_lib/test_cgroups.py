@@ -300,3 +300,21 @@ def test_from_state_rejects_garbage():
         Cgroup.from_state({"version": "v9"})
     with pytest.raises(ConfigError, match="missing field"):
         Cgroup.from_state({"version": "v1", "path": "/x"})
+
+
+def test_sigkill_reaches_a_paused_container(cg, procs):
+    p = procs.sleep()
+    cg.add(p.pid)
+    cg.freeze()
+    cg.kill_all(signal.SIGKILL)
+    assert p.wait(timeout=10) == -signal.SIGKILL
+
+
+def test_other_signals_leave_a_paused_container_paused(cg, procs):
+    p = procs.sleep()
+    cg.add(p.pid)
+    cg.freeze()
+    cg.kill_all(signal.SIGTERM)
+    assert cg.is_frozen() and p.poll() is None
+    cg.thaw()
+    assert p.wait(timeout=10) == -signal.SIGTERM  # delivered on thaw

@@ -145,3 +145,11 @@ def test_features_say_whether_v2_devices_are_enforced():
     f = cgroups.features()
     assert f["v1"] and f["v2"]
     assert f["org.berth.v2Devices"] in ("ebpf", "not-enforced")
+
+
+def test_v2_sigkill_reaches_a_frozen_cgroup(v2cg, procs):
+    p = procs.sleep()
+    v2cg.add(p.pid)
+    v2cg.freeze()
+    v2cg.kill_all(signal.SIGKILL)
+    assert p.wait(timeout=10) == -signal.SIGKILL

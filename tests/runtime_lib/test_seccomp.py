@@ -332,3 +332,21 @@ def probe_cached(cfg: dict, cache: str) -> dict:
     status, text = in_child(child)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, text
     return dict(kv.split("=", 1) for kv in text.split())
+
+
+def test_features_list_what_validate_accepts():
+    f = seccomp.features()
+    assert "SCMP_ACT_NOTIFY" not in f["actions"] and "SCMP_ACT_ERRNO" in f["actions"]
+    for flag in f["supportedFlags"]:
+        seccomp.validate({"defaultAction": "SCMP_ACT_ALLOW", "flags": [flag]})
+    for arch in f["archs"]:
+        seccomp.validate({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch]})
+
+
+def test_filter_flags_are_applied_and_the_filter_still_enforces():
+    cfg = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"],
+        "syscalls": [{"names": ["keyctl"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    assert probe(cfg, [("k", "keyctl", 0)]) == {"k": "EPERM"}

@@ -194,6 +194,11 @@ def validate(cfg: dict) -> None:
 
 
 def _action_value(sc, name: str, eret: int | None) -> int:
+    """The libseccomp action word for an action name (and its errnoRet)."""
+    if name == "SCMP_ACT_ERRNO":
+        return sc.act_errno(eret or 0)
+    if name == "SCMP_ACT_TRACE":
+        return sc.act_trace(eret or 0)
     return {
         "SCMP_ACT_KILL": sc.ACT_KILL,
         "SCMP_ACT_KILL_THREAD": sc.ACT_KILL_THREAD,
@@ -201,9 +206,7 @@ def _action_value(sc, name: str, eret: int | None) -> int:
         "SCMP_ACT_TRAP": sc.ACT_TRAP,
         "SCMP_ACT_ALLOW": sc.ACT_ALLOW,
         "SCMP_ACT_LOG": sc.ACT_LOG,
-    }.get(name) if name not in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") else (
-        sc.act_errno(eret or 0) if name == "SCMP_ACT_ERRNO" else sc.act_trace(eret or 0)
-    )
+    }[name]
 
 
 def build(cfg: dict):
@@ -346,3 +349,15 @@ def _compile_to(cfg: dict, path: str) -> bytes | None:
     finally:
         os.close(fd)
         filt.release()
+
+
+def features() -> dict:
+    """The ``linux.seccomp`` part of ``berth-runtime features`` (runc's keys)."""
+    return {
+        "enabled": True,
+        "actions": [a for a in ACTIONS if a != "SCMP_ACT_NOTIFY"],
+        "operators": list(OPERATORS),
+        "archs": list(ARCHES),
+        "knownFlags": [*FLAGS, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+        "supportedFlags": list(FLAGS),
+    }

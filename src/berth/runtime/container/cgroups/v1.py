@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import time
 
 from berth.errors import ConfigError, RuntimeFailure
@@ -357,8 +358,10 @@ class V1Cgroup(Cgroup):
 
     def kill_all(self, sig: int) -> None:
         # Freeze first so that nothing forks between listing and signalling.
+        has_freezer = self.controller_dir("freezer") is not None
+        was_frozen = has_freezer and self.is_frozen()
         frozen = False
-        if self.controller_dir("freezer") and not self.is_frozen():
+        if has_freezer and not was_frozen:
             try:
                 self.freeze()
                 frozen = True
@@ -367,7 +370,10 @@ class V1Cgroup(Cgroup):
         try:
             signal_pids(self.pids(), sig)
         finally:
-            if frozen:
+            # A v1-frozen task only acts on SIGKILL once thawed, so a kill of a
+            # paused container thaws it too (as runc does); other signals leave
+            # a paused container paused.
+            if frozen or (was_frozen and sig == signal.SIGKILL):
                 self.thaw()
 
     # -- freezer -----------------------------------------------------------
