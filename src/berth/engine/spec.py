@@ -1,10 +1,9 @@
 """The OCI runtime config.json of a container: image config + user options.
 
 ``base_spec()`` is the runtime's default (``berth.runtime.container.spec.
-default_spec`` once branch ``cgseccomp`` lands); the interim fallback below
-follows ``runc spec`` with docker's 14 default capabilities, and is marked
-for replacement. Everything the user asked for is applied on top by
-``build_spec``.
+default_spec``: docker's 14 capabilities, its seccomp profile, masked paths,
+no-new-privileges, a pids limit). Everything the user asked for is applied on
+top by ``build_spec``.
 """
 
 from __future__ import annotations
@@ -36,53 +35,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INIT_PATH = "/dev/init"
 
 
-def _interim_default_spec() -> dict[str, Any]:
-    """INTERIM: ``runc spec`` semantics; replaced by the runtime's default_spec."""
-    caps = list(DEFAULT_CAPS)
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["sh"],
-            "env": [f"PATH={DEFAULT_PATH}"], "cwd": "/",
-            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": "rootfs", "readonly": False},
-        "hostname": "berth",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": [
-                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-                "/proc/scsi",
-            ],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
-        },
-    }
-
-
 def base_spec() -> dict[str, Any]:
-    try:
-        from berth.runtime.container.spec import default_spec
-    except ImportError:
-        return _interim_default_spec()
+    """The runtime's secure default config.json (docker's caps, seccomp, masks)."""
+    from berth.runtime.container.spec import default_spec
+
     return default_spec([])
 
 
