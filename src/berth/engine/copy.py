@@ -117,7 +117,7 @@ def _copy_file_nofollow(src: Path, dst: Path) -> None:
 
 
 def _copy_in(rec: dict, rootfs: Path, src: Path, cdest: str, archive: bool) -> None:
-    cdest = fsutil.norm(cdest)
+    cdest = fsutil.norm(cdest).replace('//', '/')
     target = _host_path_in(rec, rootfs, cdest, follow_last=True)
     if target.is_dir():
         cdest = cdest.rstrip("/") + "/" + src.name

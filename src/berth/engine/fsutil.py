@@ -82,4 +82,5 @@ def read_file_in_root(root: str | os.PathLike, path: str, limit: int = 1 << 20) 
 
 
 def norm(path: str) -> str:
-    return posixpath.normpath("/" + path)
+    p = posixpath.normpath("/" + path)
+    return "/" + p.lstrip("/")

@@ -31,6 +31,32 @@ ALL_CAPS = DEFAULT_CAPS + [
     "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
     "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 ]
+# capability numbers (linux/capability.h), to keep only what the host can grant
+CAP_NUMBERS = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4,
+    "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_LINUX_IMMUTABLE": 9,
+    "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13,
+    "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15, "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17,
+    "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19, "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21,
+    "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23, "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25,
+    "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27, "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29,
+    "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31, "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33,
+    "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35, "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37,
+    "CAP_PERFMON": 38, "CAP_BPF": 39, "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+
+def host_bounding_caps() -> set[str]:
+    """Capabilities in berth's own bounding set: more cannot be granted."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(ln for ln in f if ln.startswith("CapBnd:"))
+        mask = int(line.split()[1], 16)
+    except (OSError, StopIteration, ValueError):
+        return set(CAP_NUMBERS)
+    return {c for c, n in CAP_NUMBERS.items() if mask >> n & 1}
+
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INIT_PATH = "/dev/init"
 
@@ -113,7 +139,8 @@ def _caps(name: str) -> str:
 
 def capability_set(opts: CreateOptions) -> list[str]:
     if opts.privileged:
-        return list(ALL_CAPS)
+        have = host_bounding_caps()
+        return [c for c in ALL_CAPS if c in have]
     caps = list(DEFAULT_CAPS)
     adds = [_caps(c) for c in opts.cap_add]
     drops = [_caps(c) for c in opts.cap_drop]
@@ -126,7 +153,8 @@ def capability_set(opts: CreateOptions) -> list[str]:
         if c in caps:
             caps.remove(c)
     if "CAP_ALL" in adds:
-        caps = list(ALL_CAPS)
+        have = host_bounding_caps()
+        caps = [c for c in ALL_CAPS if c in have]
     for c in adds:
         if c != "CAP_ALL" and c not in caps:
             caps.append(c)
