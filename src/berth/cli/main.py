@@ -41,6 +41,7 @@ COMMANDS.update({
     "export": (_C, "Export a container's filesystem as a tar archive"),
     "container": (_C, "Manage containers"),
     "volume": ("berth.cli.volume", "Manage volumes"),
+    "network": ("berth.cli.network", "Manage networks"),
     "system": ("berth.cli.system", "Manage berth (info, df, prune)"),
     "info": ("berth.cli.system", "Display system-wide information"),
     "version": ("berth.cli.system", "Show the berth version information"),

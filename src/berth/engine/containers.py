@@ -136,6 +136,7 @@ class Engine:
         from berth.engine.volumes import Volumes
 
         rootfs = images.mount_rootfs(image, cdir)
+        opts._exposed = list(image.config.get("ExposedPorts") or {})  # for -P
         hostname = opts.hostname or (cid[:12] if opts.network != "host" else os.uname().nodename)
         net = plan_network(self, opts, cid, name, hostname)
         vols = Volumes(self.root, self.state)
@@ -286,6 +287,10 @@ class Engine:
         self._delete_runtime_state(cid)  # a leftover from a crashed monitor
         net = network_for(self, rec)
         net.up()
+        ports = net.published()
+        if ports and ports != (rec.get("Network") or {}).get("Ports"):
+            rec["Network"]["Ports"] = ports
+            self.state.update_container(rec)
         hc = rec["Config"].get("Healthcheck")
         hp = rec["HostConfig"]
         exit_cmd = None

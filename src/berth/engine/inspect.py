@@ -48,6 +48,14 @@ def inspect_container(engine, rec: dict[str, Any]) -> dict[str, Any]:
         }
     elif net.get("Mode") in ("none", "host"):
         networks[net["Mode"]] = {"IPAddress": "", "Gateway": "", "Aliases": None}
+    settings = None
+    if net.get("Mode") not in (None, "none", "host") and not str(net.get("Mode")).startswith("container:"):
+        from berth.engine.netsetup import network_for
+
+        try:
+            settings = network_for(engine, rec).settings()
+        except Exception:  # a network removed under us: report what the record has
+            settings = None
     out = {
         "Id": rec["Id"],
         "Created": rec["Created"],
@@ -78,4 +86,6 @@ def inspect_container(engine, rec: dict[str, Any]) -> dict[str, Any]:
         "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": str(cdir / "rootfs"),
                                                    "UpperDir": str(cdir / "diff")}},
     }
+    if settings:
+        out["NetworkSettings"] = settings
     return out

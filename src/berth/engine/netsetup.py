@@ -67,6 +67,14 @@ class NetPlan:
     def down(self) -> None:
         pass
 
+    def published(self) -> list[dict]:
+        """Published ports after ``up`` (ephemeral host ports filled in)."""
+        return []
+
+    def settings(self) -> dict | None:
+        """docker inspect's NetworkSettings, when the network library has them."""
+        return None
+
 
 def _resolv_conf(dns: list[str]) -> str:
     if dns:

@@ -127,6 +127,19 @@ def prune(engine, volumes: bool = False) -> dict[str, Any]:
                         d.rmdir()
                     except OSError:
                         pass
+    from berth.engine.netsetup import _network_lib
+
+    lib = _network_lib()
+    if lib is not None:
+        gone = lib.NetworkManager(str(engine.root)).cleanup_orphans(known)
+        for items in gone.values():
+            leftovers.extend(items)
+        nsdir = engine.root / "netns"
+        if nsdir.is_dir():
+            for ns in nsdir.iterdir():
+                if ns.name not in known:
+                    lib.remove_netns(str(ns))
+                    leftovers.append(ns.name)
     vols: list[str] = []
     if volumes:
         vols, _ = Volumes(engine.root, engine.state).prune()
