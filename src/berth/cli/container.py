@@ -42,10 +42,24 @@ CONTAINER_VERBS = {
 ALIASES = {"ls": "ps", "list": "ps", "remove": "rm", "prune": "prune"}
 
 
-def _client(opts):
-    from berth.engine.client import Client
+class _LeanClient:
+    """What most verbs need: the engine, without the API's imports (start-up time)."""
 
-    return Client(opts.root)
+    def __init__(self, root: str):
+        from berth.engine.containers import Engine
+
+        self.root = root
+        self.engine = Engine(root)
+
+    @property
+    def containers(self):
+        from berth.engine.client import Client
+
+        return Client(self.root).containers
+
+
+def _client(opts):
+    return _LeanClient(opts.root)
 
 
 # ---- run / create -----------------------------------------------------------

@@ -150,7 +150,7 @@ class Engine:
         import json
 
         tmp = cdir / ".config.json.tmp"
-        tmp.write_text(json.dumps(spec, indent=1))
+        tmp.write_text(json.dumps(spec))  # no indent: the C encoder
         os.rename(tmp, cdir / "config.json")
         created = time.time()
         proc = spec["process"]

@@ -17,9 +17,9 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from berth.engine._record import factory, record
 from berth.errors import NotFound
 
 
@@ -27,15 +27,15 @@ class ImageNotFound(NotFound):
     """No image matches the reference (exit 125 like docker's 'Unable to find image')."""
 
 
-@dataclass
+@record
 class ImageInfo:
     """What a container needs to know about its image."""
 
     id: str
     ref: str
     config: dict  # the OCI image config's "config" object (Env, Cmd, ...)
-    layer_dirs: list[Path] = field(default_factory=list)
-    repo_tags: list[str] = field(default_factory=list)
+    layer_dirs: list[Path] = factory(list)
+    repo_tags: list[str] = factory(list)
 
 
 def _not_found(ref: str) -> ImageNotFound:

@@ -13,12 +13,13 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from berth.engine._record import record
 
-@dataclass
+
+@record
 class LogEntry:
     stream: str
     data: bytes

@@ -15,14 +15,14 @@ import re
 import socket
 import struct
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
+from berth.engine._record import record
 from berth.errors import BerthError, CannotInvoke, CommandNotFound, NotFound
 from berth.paths import libexec
 
 
-@dataclass
+@record
 class MonitorArgs:
     runtime: str
     runtime_root: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 
 ADJECTIVES = (
     "admiring adoring affectionate agitated amazing angry awesome beautiful blissful bold boring "
@@ -40,15 +40,19 @@ SURNAMES = (
 
 def new_id() -> str:
     """64 hex digits, like docker's container IDs."""
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
+
+
+def _choice(items: tuple | list) -> str:
+    return items[int.from_bytes(os.urandom(4), "big") % len(items)]
 
 
 def generate_name(taken: set[str]) -> str:
     """A free adjective_surname; a numeric suffix after too many collisions."""
     for attempt in range(64):
-        name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(SURNAMES)}"
+        name = f"{_choice(ADJECTIVES)}_{_choice(SURNAMES)}"
         if attempt > 8:
-            name += str(secrets.randbelow(10))
+            name += str(int.from_bytes(os.urandom(1), 'big') % 10)
         if name not in taken:
             return name
-    return f"berth_{secrets.token_hex(6)}"
+    return f"berth_{os.urandom(6).hex()}"

@@ -9,10 +9,10 @@ namespace), ``container:ID`` (join another container's namespace), and
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from berth.engine._record import factory, record
 from berth.errors import Conflict, UsageError
 
 LOCAL_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -26,16 +26,16 @@ def _network_lib():
     return network if hasattr(network, "attach") else None
 
 
-@dataclass
+@record
 class NetPlan:
     engine: Any
     mode: str
     cid: str
     name: str
     netns_path: str | None = None
-    aliases: list[str] = field(default_factory=list)
-    ports: list = field(default_factory=list)
-    endpoint: dict = field(default_factory=dict)
+    aliases: list[str] = factory(list)
+    ports: list = factory(list)
+    endpoint: dict = factory(dict)
 
     def file_mounts(self, cdir: Path, hostname: str, opts) -> list[dict]:
         """Write hostname/hosts/resolv.conf and return their bind mounts."""

@@ -8,8 +8,8 @@ flag leaves nothing half-created.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from berth.engine._record import factory, record
 from berth.errors import UsageError
 
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum for --memory
@@ -23,7 +23,7 @@ RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 SENSITIVE_PATHS = ("/", "/proc", "/sys", "/dev", "/boot", "/etc")
 
 
-@dataclass(frozen=True)
+@record
 class PortSpec:
     container_port: int
     proto: str = "tcp"
@@ -31,7 +31,7 @@ class PortSpec:
     host_port: int = 0  # 0: pick a free port
 
 
-@dataclass(frozen=True)
+@record
 class MountSpec:
     type: str  # bind | volume | tmpfs
     target: str
@@ -40,13 +40,13 @@ class MountSpec:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class RestartPolicy:
     name: str = "no"
     max_retries: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class Healthcheck:
     cmd: str
     interval: int = 30
@@ -54,7 +54,7 @@ class Healthcheck:
     retries: int = 3
 
 
-@dataclass
+@record
 class CreateOptions:
     """Everything ``berth create``/``run`` accept, in docker's vocabulary."""
 
@@ -62,32 +62,32 @@ class CreateOptions:
     command: list[str] | None = None
     entrypoint: list[str] | None = None  # None: the image's; []: none
     name: str | None = None
-    env: list[str] = field(default_factory=list)
+    env: list[str] = factory(list)
     workdir: str | None = None
     user: str | None = None
     hostname: str | None = None
     tty: bool = False
     stdin_open: bool = False
-    ports: list[PortSpec] = field(default_factory=list)
+    ports: list[PortSpec] = factory(list)
     publish_all: bool = False
-    mounts: list[MountSpec] = field(default_factory=list)
+    mounts: list[MountSpec] = factory(list)
     network: str = "default"
-    network_aliases: list[str] = field(default_factory=list)
-    add_hosts: list[str] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
+    network_aliases: list[str] = factory(list)
+    add_hosts: list[str] = factory(list)
+    dns: list[str] = factory(list)
     memory: int = 0
     cpus: float = 0.0
     pids_limit: int = DEFAULT_PIDS_LIMIT
     read_only: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    security_opt: list[str] = field(default_factory=list)
+    cap_add: list[str] = factory(list)
+    cap_drop: list[str] = factory(list)
+    security_opt: list[str] = factory(list)
     privileged: bool = False
     userns: str = "host"
-    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    restart: RestartPolicy = factory(RestartPolicy)
     auto_remove: bool = False
     init: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = factory(dict)
     stop_signal: str = "SIGTERM"
     stop_timeout: int = 10
     healthcheck: Healthcheck | None = None

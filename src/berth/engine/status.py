@@ -10,13 +10,14 @@ for a live monitor.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
+
+from berth.engine._record import record
 
 UNKNOWN_EXIT = -1
 
 
-@dataclass
+@record
 class RunState:
     status: str  # created | running | paused | restarting | exited
     pid: int = 0
