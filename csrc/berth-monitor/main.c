@@ -815,9 +815,11 @@ static int run_once(int first) {
     char ts[64];
     now_rfc3339(ts, sizeof ts);
     container_pid = -1;
-    run_runtime("delete", "--force", -1, -1);
+    /* record the exit and let attached clients go first: the runtime's
+     * delete (a further process) is then off the foreground `run` path */
     write_status("exited", 0, code, oom, ts, NULL);
     clients_close_all();
+    run_runtime("delete", "--force", -1, -1);
     if (mono_now() - started_mono > 10.0)
         return code | 0x10000; /* ran long enough to reset the backoff */
     return code;
@@ -913,11 +915,6 @@ int main(int argc, char **argv) {
     /* adopt the container's init when the runtime's create exits */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     my_start = monitor_starttime();
-    {
-        char b[32];
-        snprintf(b, sizeof b, "%d\n", (int)getpid());
-        write_atomic("monitor.pid", b);
-    }
 
     /* attach socket, bound relative to the state dir (sun_path is short) */
     unlink("attach.sock");
@@ -928,6 +925,8 @@ int main(int argc, char **argv) {
         sync_report("error 125 attach socket: %s", strerror(errno));
         _exit(125);
     }
+    struct stat sock_st;
+    stat("attach.sock", &sock_st);
     log_open();
 
     int delay_ms = 100;
@@ -957,10 +956,12 @@ int main(int argc, char **argv) {
         delay_ms = delay_ms * 2 > 10000 ? 10000 : delay_ms * 2;
     }
     close(listen_fd);
-    unlink("attach.sock");
+    /* a new monitor (start right after this exit) may own the names now */
+    struct stat now_st;
+    if (stat("attach.sock", &now_st) == 0 && now_st.st_ino == sock_st.st_ino)
+        unlink("attach.sock");
     if (log_fd >= 0)
         close(log_fd);
-    unlink("monitor.pid");
     if (exit_cmd_n > 0) {
         exit_cmd[exit_cmd_n] = NULL;
         pid_t e = fork();

@@ -422,13 +422,16 @@ class Engine:
                 self._rt("resume", cid)
             self._rt("kill", cid, "KILL")
             self._wait_exit(rec, 10)
-        self._finish_monitor(rec)
-        self._delete_runtime_state(cid)
-        self._remove_cgroups(cid)
+        monitor = self._monitor_identity(rec)
         from berth.engine.netsetup import network_for
 
         network_for(self, rec).down()
         self._teardown_dir(self.cdir(cid))
+        # the monitor runs the runtime's delete after recording the exit:
+        # the teardown above overlapped with it; now wait for it to finish
+        self._finish_monitor(monitor)
+        self._delete_runtime_state(cid)
+        self._remove_cgroups(cid)
         self.state.remove_container(cid)
         if volumes and rec.get("AnonVolumes"):
             from berth.engine.volumes import Volumes
@@ -447,13 +450,17 @@ class Engine:
         if os.path.exists(os.path.join(self.runtime_root, cid)):
             self._rt("delete", "--force", cid)
 
-    def _finish_monitor(self, rec: dict) -> None:
-        """Wait briefly for the monitor to exit; kill it if it lingers."""
+    def _monitor_identity(self, rec: dict) -> dict | None:
         import json
 
         try:
-            st = json.loads((self.cdir(rec["Id"]) / "status.json").read_text())
+            return json.loads((self.cdir(rec["Id"]) / "status.json").read_text())
         except (OSError, ValueError):
+            return None
+
+    def _finish_monitor(self, st: dict | None) -> None:
+        """Wait briefly for the monitor to exit; kill it if it lingers."""
+        if not st:
             return
         deadline = time.monotonic() + 3
         while _status.monitor_alive(st) and time.monotonic() < deadline:
