@@ -318,3 +318,15 @@ def test_other_signals_leave_a_paused_container_paused(cg, procs):
     assert cg.is_frozen() and p.poll() is None
     cg.thaw()
     assert p.wait(timeout=10) == -signal.SIGTERM  # delivered on thaw
+
+
+def test_failed_create_is_one_line_and_leaves_nothing():
+    top = unique_name()
+    c = cgroups.open_cgroup(f"/{top}/" + "x" * 300, "x")
+    with pytest.raises(RuntimeFailure, match=r"^create cgroup /sys/fs/cgroup/.*: File name too long$"):
+        c.create()
+    c.destroy()
+    for m in c.mounts.values():
+        if os.path.isdir(os.path.join(m, top)):
+            os.rmdir(os.path.join(m, top))  # the parent level is left like runc leaves parents
+        assert not os.path.exists(os.path.join(m, top, "x" * 300))

@@ -217,22 +217,31 @@ class Cgroup:
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
+        """Make the cgroup directories (and parents); removes them again on failure."""
         raise NotImplementedError
 
     def apply(self, resources: dict) -> None:
+        """Write runtime-spec linux.resources. Bad values raise ConfigError,
+        kernel refusals RuntimeFailure; earlier sections may already be
+        written then, so a failed create is followed by ``destroy()``."""
         raise NotImplementedError
 
     def add(self, pid: int) -> None:
+        """Move the process ``pid`` (all its threads) into the cgroup."""
         raise NotImplementedError
 
     def destroy(self) -> None:
+        """Remove the cgroup and its sub-cgroups, bottom-up; kills nothing and
+        waits for nothing (kill_all first). EBUSY is retried for a moment."""
         raise NotImplementedError
 
     # -- processes ---------------------------------------------------------
     def pids(self) -> list[int]:
+        """Every process in the cgroup and its sub-cgroups."""
         raise NotImplementedError
 
     def kill_all(self, sig: int) -> None:
+        """Send ``sig`` to every process, frozen in place while listing."""
         raise NotImplementedError
 
     # -- freezer -----------------------------------------------------------
@@ -247,6 +256,9 @@ class Cgroup:
 
     # -- accounting --------------------------------------------------------
     def stats(self) -> dict:
+        """{"memory": {usage, limit, max_usage, failcnt, oom_kill},
+        "cpu": {usage_ns}, "pids": {current, limit}}; -1 is unlimited,
+        None a value this host does not report."""
         raise NotImplementedError
 
     def oom_killed(self) -> bool:

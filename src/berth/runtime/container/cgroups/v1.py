@@ -96,12 +96,16 @@ class V1Cgroup(Cgroup):
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
-        for key, d in self.dirs.items():
-            mkdirs(d)
-            if "cpuset" in key.split(","):
-                self._fill_cpuset(key, d)
-        if self.unified:
-            mkdirs(self.unified)
+        try:
+            for key, d in self.dirs.items():
+                mkdirs(d)
+                if "cpuset" in key.split(","):
+                    self._fill_cpuset(key, d)
+            if self.unified:
+                mkdirs(self.unified)
+        except RuntimeFailure:
+            self.destroy()  # nothing half-made: no directories left in some hierarchies
+            raise
 
     def _fill_cpuset(self, key: str, leaf: str) -> None:
         """Copy cpus/mems down from the first ancestor that has them."""

@@ -118,7 +118,7 @@ class V2Cgroup(Cgroup):
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
-        mkdirs(self.dir)
+        mkdirs(self.dir)  # the only step that can fail; controllers are best effort
         if not self.controllers:
             return
         chain = []
