@@ -321,12 +321,17 @@ def test_other_signals_leave_a_paused_container_paused(cg, procs):
 
 
 def test_failed_create_is_one_line_and_leaves_nothing():
+    # "memory.limit_in_bytes" is a file in the memory hierarchy only: the
+    # directories made in the hierarchies before it must be removed again.
     top = unique_name()
-    c = cgroups.open_cgroup(f"/{top}/" + "x" * 300, "x")
-    with pytest.raises(RuntimeFailure, match=r"^create cgroup /sys/fs/cgroup/.*: File name too long$"):
-        c.create()
-    c.destroy()
-    for m in c.mounts.values():
-        if os.path.isdir(os.path.join(m, top)):
-            os.rmdir(os.path.join(m, top))  # the parent level is left like runc leaves parents
-        assert not os.path.exists(os.path.join(m, top, "x" * 300))
+    c = cgroups.open_cgroup(f"/{top}/memory.limit_in_bytes/x", "x")
+    try:
+        with pytest.raises(RuntimeFailure, match=r"^create cgroup /sys/fs/cgroup/memory/.*: Not a directory$"):
+            c.create()
+        for m in (*c.mounts.values(), c.unified):
+            assert not os.path.exists(os.path.join(m, top)), m
+    finally:
+        for m in (*c.mounts.values(), "/sys/fs/cgroup/unified"):
+            for sub in (f"{top}/memory.limit_in_bytes/x", f"{top}/memory.limit_in_bytes", top):
+                if os.path.isdir(os.path.join(m, sub)):
+                    os.rmdir(os.path.join(m, sub))

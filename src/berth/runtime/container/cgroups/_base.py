@@ -80,7 +80,7 @@ def read_keyed(path: str) -> dict[str, int]:
 
 
 def mkdirs(path: str) -> list[str]:
-    """``mkdir -p``; returns the directories it created, top-down."""
+    """``mkdir -p``; returns the directories it created, top-down (none on failure)."""
     made: list[str] = []
     todo: list[str] = []
     p = path
@@ -94,8 +94,18 @@ def mkdirs(path: str) -> list[str]:
         except FileExistsError:
             pass
         except OSError as e:
+            rmdirs(made)
             raise RuntimeFailure(f"create cgroup {d}: {os.strerror(e.errno)}") from None
     return made
+
+
+def rmdirs(made: list[str]) -> None:
+    """Undo ``mkdirs``: remove the directories it made, deepest first."""
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def procs_recursive(top: str) -> list[int]:

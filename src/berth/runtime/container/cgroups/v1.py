@@ -36,6 +36,7 @@ from ._base import (
     read_int,
     read_keyed,
     read_opt,
+    rmdirs,
     rmtree_cgroup,
     section,
     signal_pids,
@@ -96,15 +97,16 @@ class V1Cgroup(Cgroup):
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
+        made: list[str] = []
         try:
             for key, d in self.dirs.items():
-                mkdirs(d)
+                made += mkdirs(d)
                 if "cpuset" in key.split(","):
                     self._fill_cpuset(key, d)
             if self.unified:
-                mkdirs(self.unified)
+                made += mkdirs(self.unified)
         except RuntimeFailure:
-            self.destroy()  # nothing half-made: no directories left in some hierarchies
+            rmdirs(made)  # nothing half-made: not even in the hierarchies that worked
             raise
 
     def _fill_cpuset(self, key: str, leaf: str) -> None:
