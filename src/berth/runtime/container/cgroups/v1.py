@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 
 from berth.errors import ConfigError, RuntimeFailure
 
 from ._base import (
     FREEZE_TIMEOUT_SECONDS,
+    SIGKILL,
     Cgroup,
     device_rule,
     int_field,
@@ -379,7 +379,7 @@ class V1Cgroup(Cgroup):
             # A v1-frozen task only acts on SIGKILL once thawed, so a kill of a
             # paused container thaws it too (as runc does); other signals leave
             # a paused container paused.
-            if frozen or (was_frozen and sig == signal.SIGKILL):
+            if frozen or (was_frozen and sig == SIGKILL):
                 self.thaw()
 
     # -- freezer -----------------------------------------------------------

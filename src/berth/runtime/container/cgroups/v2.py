@@ -21,13 +21,13 @@ eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE attached to the cgroup
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from berth.errors import ConfigError, RuntimeFailure
 
 from ._base import (
     FREEZE_TIMEOUT_SECONDS,
+    SIGKILL,
     Cgroup,
     device_rule,
     int_field,
@@ -310,7 +310,7 @@ class V2Cgroup(Cgroup):
         return procs_recursive(self.dir)
 
     def kill_all(self, sig: int) -> None:
-        if sig == signal.SIGKILL and os.path.exists(self._f("cgroup.kill")):
+        if sig == SIGKILL and os.path.exists(self._f("cgroup.kill")):
             write(self._f("cgroup.kill"), "1")
             return
         frozen = False
