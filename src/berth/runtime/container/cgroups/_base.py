@@ -189,6 +189,31 @@ def section(res: dict, key: str, where: str = "linux.resources") -> dict:
     return val
 
 
+# Below this a container dies before its first exec; the engine may apply
+# docker's stricter 6 MB, the runtime refuses only what cannot work.
+MIN_MEMORY_LIMIT = 1 << 20
+
+
+def check_memory(
+    limit: int | None, swap: int | None, reservation: int | None, usage: int | None, cgroup: str
+) -> None:
+    """The checks both backends make before writing memory limits."""
+    w = "linux.resources.memory"
+    if limit == 0:
+        raise ConfigError(f"{w}.limit: 0 is not a limit (use -1 for unlimited)")
+    if limit is not None and 0 < limit < MIN_MEMORY_LIMIT:
+        raise ConfigError(f"{w}.limit: {limit} is below the minimum {MIN_MEMORY_LIMIT} (1 MiB)")
+    if limit is not None and limit > 0 and usage and limit < usage:
+        raise ConfigError(f"{w}.limit: {limit} is below the current usage {usage} of {cgroup}")
+    if swap not in (None, 0, -1):
+        if limit is None or limit == -1:
+            raise ConfigError(f"{w}.swap: cannot limit swap without a memory limit")
+        if swap < limit:
+            raise ConfigError(f"{w}.swap: {swap} is below the memory limit {limit}")
+    if reservation and reservation > 0 and limit and limit > 0 and reservation > limit:
+        raise ConfigError(f"{w}.reservation: {reservation} is above the memory limit {limit}")
+
+
 def device_rule(rule: object, i: int) -> tuple[bool, str]:
     """One linux.resources.devices entry as (allow, "type major:minor access")."""
     where = f"linux.resources.devices[{i}]"

@@ -28,6 +28,7 @@ from ._base import (
     FREEZE_TIMEOUT_SECONDS,
     SIGKILL,
     Cgroup,
+    check_memory,
     device_rule,
     int_field,
     mkdirs,
@@ -179,18 +180,12 @@ class V1Cgroup(Cgroup):
         ):
             return
         d = self._need("memory", w)
-        if limit == 0:
-            raise ConfigError(f"{w}.limit: 0 is not a limit (use -1 for unlimited)")
-        if limit is not None and limit > 0:
-            usage = read_int(os.path.join(d, "memory.usage_in_bytes")) or 0
-            if limit < usage:
-                raise ConfigError(
-                    f"{w}.limit: {limit} is below the current usage {usage} of {d}"
-                )
+        if swap == 0:
+            swap = None  # 0 means unset (runc)
+        usage = read_int(os.path.join(d, "memory.usage_in_bytes")) if limit and limit > 0 else None
+        check_memory(limit, swap, reservation, usage, d)
         if limit == -1 and swap is None:
             swap = -1  # unlimited memory with unset swap means both unlimited (runc)
-        if swap is not None and limit is not None and limit > 0 and 0 <= swap < limit:
-            raise ConfigError(f"{w}.swap: {swap} is below the memory limit {limit}")
         memsw = os.path.join(d, "memory.memsw.limit_in_bytes")
         have_memsw = os.path.exists(memsw)
         if swap is not None and not have_memsw and swap not in (-1, limit):
