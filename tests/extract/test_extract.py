@@ -277,7 +277,7 @@ def test_layer_without_openat2_refuses_symlinked_parents(box, layer, monkeypatch
     extract_layer(io.BytesIO(layer().dir("a").file("a/b/c", b"1").bytes()), box / "ok")
     assert (box / "ok/a/b/c").read_bytes() == b"1"
     t = layer().symlink("evil", str(box / "outside")).file("evil/pwned")
-    with pytest.raises(LayerError, match="symlink"):
+    with pytest.raises(LayerError, match="symlink|not a directory"):
         extract_layer(io.BytesIO(t.bytes()), box / "dest")
     assert list((box / "outside").iterdir()) == []
 

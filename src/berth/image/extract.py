@@ -268,6 +268,64 @@ def _have_openat2() -> bool:
 HAVE_OPENAT2 = _have_openat2()
 
 
+def open_dir_in_root(root_fd: int, rel: str) -> int:
+    """An O_PATH fd of directory ``rel`` below ``root_fd``; symlinks resolve inside it.
+
+    Raises:
+        FileNotFoundError: a component is missing.
+        LayerError: a component is not a directory (or, without openat2, a symlink).
+    """
+    if not rel:
+        return os.dup(root_fd)
+    try:
+        if HAVE_OPENAT2:
+            return sysfiles.openat2(root_fd, rel, os.O_PATH | os.O_DIRECTORY, _RESOLVE)
+        fd = os.dup(root_fd)
+        try:
+            for comp in rel.split("/"):
+                flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                nfd = os.open(comp, flags, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if e.errno == errno.ELOOP and not HAVE_OPENAT2:
+            raise LayerError(
+                f"path {rel!r} goes through a symlink (not allowed without openat2)"
+            ) from None
+        if e.errno in (errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
+            raise LayerError(f"{rel!r} is not a directory inside the layer") from None
+        raise
+
+
+def make_dirs_in_root(root_fd: int, rel: str, mode: int = 0o755, on_create=None) -> int:
+    """Like ``open_dir_in_root``, creating missing directories (``mode``, owned by us).
+
+    ``on_create(path)`` is called for each directory made.
+    """
+    try:
+        return open_dir_in_root(root_fd, rel)
+    except FileNotFoundError:
+        pass
+    up, _, base = rel.rpartition("/")
+    pfd = make_dirs_in_root(root_fd, up, mode, on_create)
+    try:
+        # implicit parents are root-owned 0755, as docker makes them
+        os.mkdir(base, mode, dir_fd=pfd)
+    except FileExistsError:
+        raise LayerError(f"{rel!r} is a dangling symlink or not a directory") from None
+    finally:
+        os.close(pfd)
+    if on_create:
+        on_create(rel)
+    return open_dir_in_root(root_fd, rel)
+
+
 class _Unpacker:
     """Applies tar members to the directory open as ``root_fd``."""
 
@@ -287,27 +345,9 @@ class _Unpacker:
     # -- resolving paths inside the layer
 
     def _open_dir(self, rel: str) -> int:
-        """An O_PATH fd of directory ``rel``; symlinks resolve inside the root."""
-        if HAVE_OPENAT2:
-            return sysfiles.openat2(self.root, rel, os.O_PATH | os.O_DIRECTORY, _RESOLVE)
-        fd = os.dup(self.root)
-        try:
-            for comp in rel.split("/"):
-                nfd = os.open(
-                    comp, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-                )
-                os.close(fd)
-                fd = nfd
-        except OSError as e:
-            os.close(fd)
-            if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise LayerError(
-                    f"path {rel!r} goes through a symlink (not allowed without openat2)"
-                ) from None
-            raise
-        return fd
+        return open_dir_in_root(self.root, rel)
 
-    def _parent(self, rel: str, create: bool = True) -> int:
+    def _parent(self, rel: str) -> int:
         """The (cached) fd of directory ``rel``, creating missing directories."""
         if rel == "":
             return self.root
@@ -315,24 +355,7 @@ class _Unpacker:
             self._drop_cache()
         if self._cache and self._cache[0] == rel:
             return self._cache[1]
-        try:
-            fd = self._open_dir(rel)
-        except FileNotFoundError:
-            if not create:
-                raise
-            up, _, base = rel.rpartition("/")
-            pfd = self._parent(up)
-            try:
-                # implicit parents are root-owned 0755, as docker makes them
-                os.mkdir(base, 0o755, dir_fd=pfd)
-                self._made(rel)
-            except FileExistsError:
-                raise LayerError(f"{rel!r} is a dangling symlink or not a directory") from None
-            fd = self._open_dir(rel)
-        except (NotADirectoryError, OSError) as e:
-            if e.errno in (errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
-                raise LayerError(f"{rel!r} is not a directory inside the layer") from None
-            raise
+        fd = make_dirs_in_root(self.root, rel, on_create=self._made)
         self._drop_cache()
         self._cache = (rel, fd)
         return fd
