@@ -79,8 +79,10 @@ def mount_rootfs(layer_dirs: list[Path], container_dir: Path) -> Path:
     return rootfs
 
 
-def unmount_rootfs(container_dir: Path) -> None:
+def unmount_rootfs(container_dir: Path, keep_upper: bool = False) -> None:
     """Unmount and remove what ``mount_rootfs`` made; a no-op if it is gone.
+
+    ``keep_upper`` keeps ``upper/`` (a build step's changes, to make a layer of).
 
     A busy mount is detached lazily (``MNT_DETACH``): the runtime may still
     hold it in a dying container's mount namespace.
@@ -102,7 +104,7 @@ def unmount_rootfs(container_dir: Path) -> None:
                 raise RuntimeFailure(f"unmount {rootfs}: {e.strerror}") from None
     if os.path.ismount(rootfs):
         raise RuntimeFailure(f"unmount {rootfs}: still mounted")
-    _clear(container_dir)
+    _clear(container_dir, keep=(UPPER,) if keep_upper else ())
 
 
 def _clear(container_dir: Path, keep: tuple[str, ...] = ()) -> None:
