@@ -86,6 +86,10 @@ class StageState:
     shell: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL))
     cmd_set: bool = False
     base_image: object = None  # the store's Image this stage started from, if any
+    # when the stage's content last changed: a step run now, or a cached step's
+    # own time; config steps and the image use it, so a fully cached rebuild
+    # gives the same image ID, as with docker
+    time: str = "1970-01-01T00:00:00Z"
 
     @property
     def cfg(self) -> dict:
@@ -156,7 +160,7 @@ class Builder:
                 self.done[s.index] = self._stage(s)
             st = self.done[target.index]
             image = dict(st.image)
-            image["created"] = _now()
+            image["created"] = st.time
             return self.store.write_image(image, st.layers, tags)
         finally:
             for m in reversed(self._mounted):
@@ -208,7 +212,7 @@ class Builder:
             st = StageState(
                 _copy.deepcopy(prev.image), list(prev.layers), list(prev.dirs), prev.key
             )
-            st.base_image = prev.base_image
+            st.base_image, st.time = prev.base_image, prev.time
         elif base == "scratch":
             image = {
                 "architecture": "amd64",
@@ -231,6 +235,7 @@ class Builder:
             for i, d in enumerate(zip(img.layers, img.diff_ids, strict=True)):
                 st.layers[i] = {**d[0], "diff_id": d[1]}
             st.base_image = img
+            st.time = img.config.get("created") or st.time
         for ins in stage.instructions:
             try:
                 self._dispatch(st, ins)
@@ -255,7 +260,7 @@ class Builder:
         ]
 
     def _history(self, st: StageState, created_by: str, empty: bool) -> None:
-        h = {"created": _now(), "created_by": created_by, "comment": "berth build"}
+        h = {"created": st.time, "created_by": created_by, "comment": "berth build"}
         if empty:
             h["empty_layer"] = True
         st.image.setdefault("history", []).append(h)
@@ -410,6 +415,7 @@ class Builder:
                 if desc is not None:
                     st.layers.append(desc)
                     st.dirs.append(None)
+                st.time = rec.get("created", st.time)
                 self._history(st, created_by, empty=desc is None)
                 return
         self._steps += 1
@@ -424,6 +430,7 @@ class Builder:
         upper.parent.mkdir(parents=True, exist_ok=True)
         os.rename(ctr / "upper", upper)
         desc = None
+        st.time = _now()
         if any(os.scandir(upper)):
             blob = self.work / f"blob{self._steps}"
             diff_id, digest, _, _ = diff_to_blob(upper, blob)
@@ -435,7 +442,7 @@ class Builder:
         self._history(st, created_by, empty=desc is None)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"layer": desc, "created_by": created_by}))
+        tmp.write_text(json.dumps({"layer": desc, "created_by": created_by, "created": st.time}))
         os.replace(tmp, entry)
 
     def _do_run(self, st: StageState, ins: Instruction) -> None:
@@ -486,7 +493,8 @@ class Builder:
         src_root, rules, src_key, keep_owner = self._copy_source(st, ins)
         sources = buildcopy.find_sources(src_root, srcs, rules, f"line {ins.line}: {ins.cmd}")
         content = buildcopy.content_digest(sources, rules)
-        created_by = f"{ins.cmd} {' '.join(srcs)} {dest}"
+        flags = "".join(f"--{k}={v} " for k, v in sorted(ins.flags.items()))
+        created_by = f"{ins.cmd} {flags}{' '.join(srcs)} {dest}"
         key = _hash(
             st.key, ins.cmd, srcs, dest, chown, chmod, src_key, content, st.cfg.get("WorkingDir")
         )

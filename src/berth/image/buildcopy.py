@@ -106,6 +106,8 @@ def find_sources(
                 real = _real_in_root(root, m)
             except FileNotFoundError:
                 continue
+            except OSError as e:  # a symlink loop, a file used as a directory
+                raise CopyError(f"{what}: {m}: {e.strerror} (resolved inside {root})") from None
             out.append(Source(m, real))
             found = True
         if not found:
@@ -243,8 +245,8 @@ class Writer:
             with open(host, "rb") as src:
                 size = os.fstat(src.fileno()).st_size
                 done = 0
-                while done < size:
-                    n = os.copy_file_range(src.fileno(), fd, size - done)
+                while done < size:  # sendfile(2): in-kernel, and works across file systems
+                    n = os.sendfile(fd, src.fileno(), done, size - done)
                     if n == 0:
                         break
                     done += n
