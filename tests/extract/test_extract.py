@@ -296,3 +296,28 @@ def test_layer_dir_replaces_symlink_and_file_replaces_dir(box, layer):
     assert (box / "dest/d").is_dir() and not (box / "dest/d").is_symlink()
     assert (box / "dest/x").read_bytes() == b"now a file"
     assert list((box / "outside").iterdir()) == []
+
+
+def test_layer_out_of_range_fields_are_a_layer_error(box, layer):
+    t = layer()
+    ti = tarfile.TarInfo("f")
+    ti.mtime = 10**30  # PAX allows any number; utimensat does not
+    t.tf.addfile(ti, io.BytesIO(b""))
+    with pytest.raises(LayerError, match="member 'f'"):
+        extract_layer(io.BytesIO(t.bytes()), box / "dest")
+    t = layer()
+    ti = tarfile.TarInfo("g")
+    ti.uid = 2**40
+    t.tf.addfile(ti, io.BytesIO(b""))
+    with pytest.raises(LayerError, match="member 'g'"):
+        extract_layer(io.BytesIO(t.bytes()), box / "dest")
+    assert _leftovers(box) == []
+
+
+def test_layer_file_capabilities_dropped_unless_kept(box, layer):
+    cap = "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"  # cap_net_raw+ep
+    data = layer().file("ping", b"x", mode=0o755, xattrs={"security.capability": cap}).bytes()
+    extract_layer(io.BytesIO(data), box / "dest")
+    assert "security.capability" not in os.listxattr(box / "dest/ping")
+    extract_layer(io.BytesIO(data), box / "kept", limits=Limits(keep_file_caps=True))
+    assert os.getxattr(box / "kept/ping", "security.capability") == cap.encode("latin-1")

@@ -602,6 +602,8 @@ class _Unpacker:
                     self.member(tf, m)
                 except OSError as e:
                     raise LayerError(f"member {m.name!r}: {e.strerror or e}") from None
+                except (ValueError, OverflowError) as e:  # mtime, ids or mode out of range
+                    raise LayerError(f"member {m.name!r}: {e}") from None
                 tf.members.clear()  # stream mode keeps every TarInfo otherwise
             # read the compressed stream to its end: checks the gzip CRC / zstd frame end
             while stream.read(_COPY_CHUNK):
