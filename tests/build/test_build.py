@@ -200,3 +200,18 @@ def test_build_context_symlink_cannot_copy_host_files(engine, tmp_path):
     (ctx / "Containerfile").write_text("FROM busybox\nCOPY etc/shadow /stolen\n")
     p = _berth(engine, "build", "-t", "evil", str(ctx), check=False)
     assert p.returncode == 125 and "etc/shadow: Too many levels of symbolic links" in p.stderr
+
+
+def test_build_copy_from_an_image_and_exec_form_run(engine, tmp_path):
+    ctx = tmp_path / "img"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text(
+        'FROM scratch\nCOPY --from=busybox /bin/busybox /bin/busybox\nRUN ["/bin/busybox", "mkdir", "/made"]\n'
+    )
+    _berth(engine, "build", "-t", "fromimg", str(ctx))
+    img, ctr, rootfs = _mounted_view(engine, "fromimg", tmp_path)
+    try:
+        assert os.access(rootfs / "bin/busybox", os.X_OK) and (rootfs / "made").is_dir()
+    finally:
+        unmount_rootfs(ctr)
+    assert img.config["history"][-1]["created_by"] == "RUN /bin/busybox mkdir /made"
