@@ -3,9 +3,9 @@
 The step's rootfs (overlayfs: the stage's layers plus a fresh upper) becomes
 an OCI bundle; the runtime (``berth-runtime`` by default, anything speaking
 runc's CLI otherwise: ``--runtime``/``BERTH_BUILD_RUNTIME``) runs it with
-``run --bundle``. The process gets docker's 14 default capabilities,
-no-new-privileges, its own network namespace with only loopback (berth builds
-offline), and the stage's Env, WorkingDir and User.
+``run --bundle``. The process gets berth's secure defaults (docker's 14
+capabilities, seccomp, no-new-privileges), its own network namespace with only
+loopback (berth builds offline), and the stage's Env, WorkingDir and User.
 """
 
 from __future__ import annotations
@@ -19,13 +19,9 @@ import uuid
 from pathlib import Path
 
 from berth.errors import BerthError, CommandNotFound
+from berth.runtime.container.spec import DEFAULT_ENV, default_spec
 
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DOCKER_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]  # fmt: skip
+DEFAULT_PATH = DEFAULT_ENV[0]
 
 
 class RunFailed(BerthError):
@@ -44,79 +40,25 @@ def default_runtime() -> str:
 def bundle_config(
     args: list[str], env: list[str], cwd: str, uid: int, gid: int, extra_gids: list[int]
 ) -> dict:
-    """An OCI runtime config for one RUN step (rootfs at ``rootfs/`` of the bundle)."""
-    caps = list(DOCKER_CAPS)
+    """An OCI runtime config for one RUN step (rootfs at ``rootfs/`` of the bundle).
+
+    berth's secure defaults (``runtime.container.spec.default_spec``: docker's
+    capabilities, seccomp profile, masked paths, pids limit, no-new-privileges)
+    with a writable root, the step's process, and no network but loopback.
+    """
+    config = default_spec(args)
     if not any(e.startswith("PATH=") for e in env):
         env = [DEFAULT_PATH, *env]
-    nosuid = ["nosuid", "noexec", "nodev"]
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
+    config["process"].update(
+        {
             "user": {"uid": uid, "gid": gid, "additionalGids": extra_gids},
-            "args": args,
             "env": env,
             "cwd": cwd or "/",
-            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": "rootfs", "readonly": False},
-        "hostname": "buildkitsandbox",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {
-                "destination": "/dev",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-            },
-            {
-                "destination": "/dev/pts",
-                "type": "devpts",
-                "source": "devpts",
-                "options": [
-                    "nosuid",
-                    "noexec",
-                    "newinstance",
-                    "ptmxmode=0666",
-                    "mode=0620",
-                    "gid=5",
-                ],
-            },
-            {
-                "destination": "/dev/shm",
-                "type": "tmpfs",
-                "source": "shm",
-                "options": [*nosuid, "mode=1777", "size=65536k"],
-            },
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": nosuid},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": [*nosuid, "ro"]},
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": [
-                "/proc/acpi",
-                "/proc/asound",
-                "/proc/kcore",
-                "/proc/keys",
-                "/proc/latency_stats",
-                "/proc/timer_list",
-                "/proc/timer_stats",
-                "/proc/sched_debug",
-                "/sys/firmware",
-                "/proc/scsi",
-            ],  # fmt: skip
-            "readonlyPaths": [
-                "/proc/bus",
-                "/proc/fs",
-                "/proc/irq",
-                "/proc/sys",
-                "/proc/sysrq-trigger",
-            ],
-        },
-    }
+        }
+    )
+    config["root"] = {"path": "rootfs", "readonly": False}
+    config["hostname"] = "buildkitsandbox"  # what RUN steps see under docker build
+    return config
 
 
 def run_step(runtime: str, bundle: Path, config: dict, what: str, quiet: bool) -> None:
