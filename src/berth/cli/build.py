@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from berth.cli.common import Parser
-from berth.errors import NotFound, UsageError
+from berth.errors import BerthError, NotFound, UsageError
 
 DEFAULT_FILES = ("Containerfile", "Dockerfile")
 
@@ -83,7 +83,10 @@ def main(name: str, argv: list[str], opts) -> int:
     from berth.image import containerfile
     from berth.image.build import Builder, BuildOptions
     from berth.image.buildrun import default_runtime
-    from berth.image.store import ImageStore
+    try:
+        from berth.image.store import ImageStore
+    except ImportError:  # a partial install (the store lands separately)
+        raise BerthError("build: berth's image store is not installed") from None
 
     try:  # invalid tags fail before any work
         from berth.image.reference import parse_tag_target
