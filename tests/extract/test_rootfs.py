@@ -100,3 +100,11 @@ def test_rootfs_of_an_image_without_layers(container_dir):
     (rootfs / "new").write_text("n")
     unmount_rootfs(container_dir)
     assert os.listdir(container_dir) == []
+
+
+def test_rootfs_layer_paths_with_overlay_separators(tmp_path, container_dir):
+    # ':' and ',' separate overlayfs options: such paths go through short relative names
+    layer = tmp_path / "odd:name,x"
+    extract_layer(io.BytesIO(LayerTar().file("f", b"odd").bytes()), layer)
+    rootfs = mount_rootfs([layer], container_dir)
+    assert _mounted(rootfs) and (rootfs / "f").read_text() == "odd"
