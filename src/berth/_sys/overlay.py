@@ -1,4 +1,8 @@
-"""mount(2)/umount2(2) for the engine's overlay root filesystems."""
+"""mount(2) and umount2(2), as the image layer uses them for overlayfs rootfs.
+
+A thin wrapper kept apart from ``_sys/mount.py`` (the runtime's): same calls,
+no shared state.
+"""
 
 import ctypes
 import os
@@ -6,19 +10,37 @@ import os
 from berth._sys import check, libc
 
 MNT_DETACH = 2
+MS_NODEV = 4
+MS_NOSUID = 2
 
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+# private function objects (libc["x"] makes a new one): argtypes set here cannot
+# clash with another module's view of libc.mount
+_mount = libc["mount"]
+_mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_umount2 = libc["umount2"]
+_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
-def mount_overlay(lower: list[str], upper: str, work: str, target: str) -> None:
-    """Mount an overlay at ``target``; ``lower`` is given lowest layer first."""
-    # overlayfs lists lowerdir top-most first
-    opts = f"lowerdir={':'.join(reversed(lower))},upperdir={upper},workdir={work}"
-    check(libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, opts.encode()),
-          f"mount overlay on {target}")
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str | None = None) -> None:
+    """``mount(2)``; raises ``OSError`` naming the target."""
+    check(
+        _mount(
+            os.fsencode(source),
+            os.fsencode(target),
+            os.fsencode(fstype),
+            flags,
+            os.fsencode(data) if data is not None else None,
+        ),
+        f"mount {fstype} on {target}",
+    )
 
 
-def umount(target: str, detach: bool = False) -> None:
-    """Unmount ``target`` (lazily with ``detach``)."""
-    check(libc.umount2(os.fsencode(target), MNT_DETACH if detach else 0), f"umount {target}")
+def umount2(target: str, flags: int = 0) -> None:
+    """``umount2(2)``; raises ``OSError`` naming the target."""
+    check(_umount2(os.fsencode(target), flags), f"umount {target}")

@@ -277,7 +277,7 @@ class Engine:
             return rec  # docker: starting a running container is a no-op
         cid = rec["Id"]
         cdir = self.cdir(cid)
-        if not os.path.ismount(cdir / "rootfs"):
+        if not os.path.ismount(cdir / "rootfs") and not (cdir / "rootfs.copied").exists():
             images.mount_rootfs(images.get_image(str(self.root), rec["ImageID"]), cdir)
         for f in ("status.json", "stop-requested", "health.json"):
             try:

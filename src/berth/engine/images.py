@@ -4,11 +4,9 @@ Everything the engine needs from images goes through here: resolve a
 reference to an image (ID, tags, config, layer directories), mount a
 container's root filesystem, unmount it, and list the images containers use.
 
-INTERIM (until branches ``images`` and ``extract`` land in main): when
-``berth.image.store`` is not importable, the only image is a built-in
-``busybox`` made by ``berth.image.busybox.make_rootfs`` under
-``<root>/builtin/busybox``; when ``berth.image.rootfs`` is missing, the overlay
-is mounted here directly.
+INTERIM (until branch ``images`` lands in main): when ``berth.image.store``
+is not importable, the only image is a built-in ``busybox`` made by
+``berth.image.busybox.make_rootfs`` under ``<root>/builtin/busybox``.
 """
 
 from __future__ import annotations
@@ -104,36 +102,18 @@ def set_in_use_hook(root: str, fn) -> None:
 
 
 def mount_rootfs(image: ImageInfo, container_dir: Path) -> Path:
-    """Mount the container's writable root filesystem at ``container_dir/rootfs``."""
-    try:
-        from berth.image.rootfs import mount_rootfs as _mount
-    except ImportError:
-        _mount = None
-    if _mount is not None:
-        return _mount(image.layer_dirs, container_dir)
-    from berth._sys.overlay import mount_overlay
+    """Mount the container's writable root filesystem at ``container_dir/rootfs``
+    (overlay of the image's layers; idempotent)."""
+    from berth.image.rootfs import mount_rootfs as _mount
 
-    upper, work, merged = (container_dir / n for n in ("diff", "work", "rootfs"))
-    for d in (upper, work, merged):
-        d.mkdir(exist_ok=True)
-    mount_overlay([str(p) for p in image.layer_dirs], str(upper), str(work), str(merged))
-    return merged
+    return _mount(image.layer_dirs, container_dir)
 
 
 def unmount_rootfs(container_dir: Path) -> None:
     """Unmount what ``mount_rootfs`` mounted; a no-op when not mounted."""
-    try:
-        from berth.image.rootfs import unmount_rootfs as _unmount
-    except ImportError:
-        _unmount = None
-    if _unmount is not None:
-        _unmount(container_dir)
-        return
-    from berth._sys.overlay import umount
+    from berth.image.rootfs import unmount_rootfs as _unmount
 
-    merged = container_dir / "rootfs"
-    if os.path.ismount(merged):
-        umount(str(merged), detach=True)
+    _unmount(container_dir)
 
 
 def image_json(info: ImageInfo) -> str:

@@ -84,7 +84,7 @@ def inspect_container(engine, rec: dict[str, Any]) -> dict[str, Any]:
             "Networks": networks,
         },
         "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": str(cdir / "rootfs"),
-                                                   "UpperDir": str(cdir / "diff")}},
+                                                   "UpperDir": str(cdir / "upper")}},
     }
     if settings:
         out["NetworkSettings"] = settings

@@ -65,7 +65,7 @@ def _os_name() -> str:
 def df(engine) -> list[dict[str, Any]]:
     """Disk use by type: Images, Containers, Local Volumes."""
     items = engine.list(all=True)
-    csize = sum(dir_size(engine.cdir(r["Id"]) / "diff") + _logs_size(engine.cdir(r["Id"])) for r, _ in items)
+    csize = sum(dir_size(engine.cdir(r["Id"]) / "upper") + _logs_size(engine.cdir(r["Id"])) for r, _ in items)
     vols = Volumes(engine.root, engine.state).list()
     vsize = sum(dir_size(Path(v["Mountpoint"])) for v in vols)
     isize, icount = 0, 0
