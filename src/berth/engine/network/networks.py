@@ -1,0 +1,510 @@
+"""Networks as objects: records, IPAM, endpoints, ports, hosts files, cleanup.
+
+``NetworkManager(root)`` is the one entry point the engine uses; see the
+package docstring for the API. State: ``<root>/networks/<name>.json`` per
+network (config, IP allocations, endpoints), ``<root>/netfiles/<cid>/``
+per container (hosts, resolv.conf, and what is needed to rewrite them).
+Kernel objects: one bridge per network, one veth or tap per endpoint, the
+rules of one nftables table (``firewall.py``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from berth.engine.network import dns, endpoint, ipam, store
+from berth.engine.network.endpoint import Endpoint
+from berth.engine.network.firewall import Firewall
+from berth.engine.network.netlink import Netlink
+from berth.engine.network.ports import PortMapping, resolve
+from berth.errors import Conflict, NotFound, UsageError
+
+DEFAULT_NETWORK = "bridge"
+RESERVED = ("bridge", "host", "none", "default")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+
+
+@dataclass
+class Network:
+    """A network's configuration (what ``berth network inspect`` shows)."""
+
+    name: str
+    id: str
+    subnet: str
+    gateway: str
+    bridge: str
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def driver(self) -> str:
+        return "bridge"
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_NETWORK
+
+    @classmethod
+    def from_record(cls, rec: dict) -> Network:
+        return cls(rec["name"], rec["id"], rec["subnet"], rec["gateway"], rec["bridge"],
+                   rec.get("internal", False), dict(rec.get("labels", {})),
+                   rec.get("created", ""))
+
+
+class NetworkManager:
+    """Networks of one engine root.
+
+    ``table`` and ``default_bridge`` name the kernel objects shared by all
+    networks of this root (tests use their own); ``enable_ip_forward`` lets
+    the first non-internal network turn on ``net.ipv4.ip_forward`` (as docker
+    and podman do; the old value is recorded in ``networks/ip_forward.orig``).
+    """
+
+    def __init__(self, root: str | os.PathLike, *, table: str = "berth",
+                 default_bridge: str = "berth0",
+                 default_subnet: str | None = None, enable_ip_forward: bool = True) -> None:
+        self.root = Path(root)
+        self.dir = self.root / "networks"
+        self.files = self.root / "netfiles"
+        self.firewall = Firewall(table)
+        self.default_bridge = default_bridge
+        self.default_subnet = (ipaddress.IPv4Network(default_subnet) if default_subnet
+                               else ipam.DEFAULT_SUBNET)
+        self.enable_ip_forward = enable_ip_forward
+
+    # --- records ------------------------------------------------------------
+    def _path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def _records(self) -> list[dict]:
+        if not self.dir.is_dir():
+            return []
+        out = []
+        for p in sorted(self.dir.glob("*.json")):
+            try:
+                out.append(store.read_json(p))
+            except (OSError, ValueError):
+                continue  # a foreign or damaged file: not a network
+        return out
+
+    def _record(self, name_or_id: str) -> dict:
+        if NAME_RE.match(name_or_id) and self._path(name_or_id).is_file():
+            return store.read_json(self._path(name_or_id))
+        if len(name_or_id) >= 3 and re.fullmatch(r"[0-9a-f]+", name_or_id):
+            hits = [r for r in self._records() if r["id"].startswith(name_or_id)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise Conflict(f"network {name_or_id}: ambiguous ID prefix")
+        raise NotFound(f"network {name_or_id} not found")
+
+    def _save(self, rec: dict) -> None:
+        store.write_json_atomic(self._path(rec["name"]), rec)
+
+    # --- networks -----------------------------------------------------------
+    def create(self, name: str, subnet: str | None = None, gateway: str | None = None,
+               internal: bool = False, labels: dict[str, str] | None = None) -> Network:
+        """Create a bridge network (``docker network create``).
+
+        Raises ``UsageError`` for a bad name/subnet/gateway, ``Conflict`` when the
+        name exists or the subnet overlaps one in use on the host.
+        """
+        if not NAME_RE.match(name):
+            raise UsageError(f"create network {name!r}: invalid name (letters, digits, "
+                             "'_', '.', '-'; starting with a letter or digit)")
+        if name in RESERVED:
+            raise Conflict(f"create network {name}: {name} is a pre-defined network")
+        return self._create(name, subnet, gateway, internal, labels or {})
+
+    def ensure_default(self) -> Network:
+        """The default ``bridge`` network, created on first use."""
+        with store.locked(self.dir):
+            if self._path(DEFAULT_NETWORK).is_file():
+                rec = store.read_json(self._path(DEFAULT_NETWORK))
+                self._ensure_kernel(rec)
+                return Network.from_record(rec)
+            return self._create(DEFAULT_NETWORK, None, None, False, {})
+
+    def _in_use(self) -> list[ipaddress.IPv4Network]:
+        with Netlink() as nl:
+            used = nl.ipv4_routes() + [a.network for a in nl.ipv4_addrs()]
+        used += [ipaddress.IPv4Network(r["subnet"]) for r in self._records()]
+        return [u for u in used if not u.is_loopback]
+
+    def _create(self, name: str, subnet: str | None, gateway: str | None, internal: bool,
+                labels: dict[str, str]) -> Network:
+        with store.locked(self.dir):
+            if self._path(name).exists():
+                raise Conflict(f"create network {name}: a network with this name exists")
+            in_use = self._in_use()
+            if subnet:
+                net = ipam.parse_subnet(subnet, name)
+                ipam.check_overlap(net, in_use, name)
+            elif name == DEFAULT_NETWORK:
+                net = ipam.pick_subnet(in_use, [self.default_subnet, *(
+                    s for b in ipam.POOL for s in b.subnets(new_prefix=16))])
+            else:
+                net = ipam.pick_subnet(in_use)
+            gw = (ipam.parse_gateway(gateway, net, name) if gateway
+                  else ipam.default_gateway(net))
+            net_id = secrets.token_hex(32)
+            bridge = self.default_bridge if name == DEFAULT_NETWORK else f"br-{net_id[:12]}"
+            rec = {
+                "name": name, "id": net_id, "subnet": str(net), "gateway": str(gw),
+                "bridge": bridge, "internal": internal, "labels": dict(labels),
+                "created": datetime.datetime.now(datetime.UTC).isoformat(),
+                "allocations": {}, "endpoints": {},
+            }
+            self._ensure_kernel(rec)
+            try:
+                self._save(rec)
+            except BaseException:
+                self._remove_kernel(rec)
+                raise
+            return Network.from_record(rec)
+
+    def _ensure_kernel(self, rec: dict) -> None:
+        """Bridge and rules of a network (again after a reboot or a crash)."""
+        made = endpoint.ensure_bridge(rec["bridge"], rec["gateway"],
+                                      ipaddress.IPv4Network(rec["subnet"]).prefixlen)
+        try:
+            if made or rec["id"] not in self.firewall.owners()[1]:
+                self.firewall.add_network(rec["id"], rec["bridge"], rec["subnet"],
+                                          rec.get("internal", False))
+            if not rec.get("internal") and self.enable_ip_forward:
+                self._enable_forwarding()
+        except BaseException:
+            if made:
+                endpoint.remove_link(rec["bridge"])
+            raise
+
+    def _remove_kernel(self, rec: dict) -> None:
+        self.firewall.remove_network(rec["id"], rec["bridge"])
+        endpoint.remove_link(rec["bridge"])
+
+    def _enable_forwarding(self) -> None:
+        key = "net/ipv4/ip_forward"
+        if endpoint.read_sysctl(key) == "1":
+            return
+        orig = self.dir / "ip_forward.orig"
+        if not orig.exists():
+            orig.write_text("0\n")
+        endpoint._set_sysctl(key, "1")
+
+    def remove(self, name: str) -> None:
+        """Remove a network, its bridge and its rules (``docker network rm``).
+
+        Refuses while containers are attached, and refuses the default network.
+        """
+        with store.locked(self.dir):
+            rec = self._record(name)
+            if rec["name"] == DEFAULT_NETWORK:
+                raise Conflict(f"remove network {name}: bridge is a pre-defined network "
+                               "and cannot be removed")
+            self._remove(rec)
+
+    def remove_default(self) -> None:
+        """Remove the default network too (``system prune --all``, tests)."""
+        with store.locked(self.dir):
+            if self._path(DEFAULT_NETWORK).is_file():
+                self._remove(store.read_json(self._path(DEFAULT_NETWORK)))
+
+    def _remove(self, rec: dict) -> None:
+        eps = rec.get("endpoints", {})
+        if eps:
+            names = ", ".join(sorted(e["name"] or cid[:12] for cid, e in eps.items()))
+            raise Conflict(f"remove network {rec['name']}: network has active endpoints "
+                           f"({names})")
+        self._remove_kernel(rec)
+        self._path(rec["name"]).unlink()
+
+    def get(self, name_or_id: str) -> Network:
+        return Network.from_record(self._record(name_or_id))
+
+    def list(self) -> list[Network]:
+        return [Network.from_record(r) for r in self._records()]
+
+    def inspect(self, name_or_id: str) -> dict:
+        """A dict shaped like one element of ``docker network inspect``."""
+        rec = self._record(name_or_id)
+        prefix = ipaddress.IPv4Network(rec["subnet"]).prefixlen
+        containers = {
+            cid: {"Name": e["name"], "EndpointID": e["endpoint_id"],
+                  "MacAddress": e["mac"], "IPv4Address": f"{e['ip']}/{prefix}",
+                  "IPv6Address": ""}
+            for cid, e in sorted(rec.get("endpoints", {}).items())}
+        return {
+            "Name": rec["name"], "Id": rec["id"], "Created": rec.get("created", ""),
+            "Scope": "local", "Driver": "bridge", "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": {},
+                     "Config": [{"Subnet": rec["subnet"], "Gateway": rec["gateway"]}]},
+            "Internal": bool(rec.get("internal")), "Attachable": False, "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+            "Containers": containers,
+            "Options": {"com.docker.network.bridge.name": rec["bridge"]},
+            "Labels": dict(rec.get("labels", {})),
+        }
+
+    # --- endpoints ----------------------------------------------------------
+    def endpoints(self, container_id: str) -> list[Endpoint]:
+        """Every endpoint of ``container_id``, in attachment order (eth0 first)."""
+        eps = [Endpoint.from_dict(r["endpoints"][container_id]) for r in self._records()
+               if container_id in r.get("endpoints", {})]
+        return sorted(eps, key=lambda e: (e.kind, len(e.ifname), e.ifname))
+
+    def connect(self, network: str, container_id: str, netns_path: str, name: str = "",
+                aliases: list[str] | tuple[str, ...] = (), ip: str | None = None,
+                mac: str | None = None) -> Endpoint:
+        """Attach a container's network namespace (``docker network connect``).
+
+        ``netns_path`` is a pinned namespace (``create_netns``) or
+        ``/proc/PID/ns/net``. The first network of a container becomes
+        ``eth0`` and carries the default route.
+        """
+        return self._attach(network, container_id, name, aliases, ip, mac, netns_path, None)
+
+    def attach_tap(self, network: str, container_id: str, tap_name: str | None = None,
+                   name: str = "", aliases: list[str] | tuple[str, ...] = (),
+                   ip: str | None = None, mac: str | None = None,
+                   owner_uid: int | None = None) -> Endpoint:
+        """Attach a VM: a tap on the network's bridge; the returned endpoint's
+        ``ip``/``prefixlen``/``gateway``/``mac`` are what the guest configures
+        (``host_ifname`` is the tap for QEMU's ``-netdev tap,ifname=``)."""
+        return self._attach(network, container_id, name, aliases, ip, mac, None,
+                            (tap_name, owner_uid))
+
+    def _attach(self, network: str, container_id: str, name: str, aliases, ip, mac,
+                netns_path: str | None, tap: tuple[str | None, int | None] | None) -> Endpoint:
+        with store.locked(self.dir):
+            if network == DEFAULT_NETWORK:
+                self.ensure_default()
+            rec = self._record(network)
+            what = f"connect {name or container_id[:12]} to network {rec['name']}"
+            if container_id in rec.get("endpoints", {}):
+                raise Conflict(f"{what}: already connected")
+            if aliases and rec["name"] == DEFAULT_NETWORK:
+                raise UsageError(f"{what}: network-scoped aliases are only supported for "
+                                 "user-defined networks")
+            mine = self.endpoints(container_id)
+            addr = ipam.allocate(rec, container_id, ip)
+            used = {e.ifname for e in mine}
+            ifname = "" if tap else next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+            ep = Endpoint(
+                network=rec["name"], network_id=rec["id"], container_id=container_id,
+                name=name, ip=addr, prefixlen=ipaddress.IPv4Network(rec["subnet"]).prefixlen,
+                gateway=rec["gateway"], mac=mac or ipam.mac_for(addr), ifname=ifname,
+                host_ifname=(tap and tap[0]) or endpoint.host_ifname(
+                    "tap" if tap else "veth", container_id, rec["id"]),
+                kind="tap" if tap else "veth", netns=netns_path or "",
+                aliases=list(aliases), endpoint_id=secrets.token_hex(32))
+            self._ensure_kernel(rec)
+            if tap:
+                endpoint.attach_tap(ep, rec["bridge"], tap[1])
+            else:
+                has_route = any(e.kind == "veth" for e in mine)
+                endpoint.attach_veth(ep, rec["bridge"],
+                                     default_route=not has_route and not rec.get("internal"))
+            rec.setdefault("endpoints", {})[container_id] = ep.to_dict()
+            try:
+                self._save(rec)
+            except BaseException:
+                endpoint.detach(ep)
+                raise
+            self._refresh_hosts(rec["name"])
+            return ep
+
+    def disconnect(self, network: str, container_id: str) -> None:
+        """Detach a container from a network (``docker network disconnect``)."""
+        with store.locked(self.dir):
+            rec = self._record(network)
+            ep = rec.get("endpoints", {}).get(container_id)
+            if ep is None:
+                raise NotFound(f"disconnect {container_id[:12]} from network {rec['name']}: "
+                               "container is not connected to the network")
+            self._detach(rec, Endpoint.from_dict(ep))
+            self._refresh_hosts(rec["name"])
+
+    def _detach(self, rec: dict, ep: Endpoint) -> None:
+        endpoint.detach(ep)
+        ipam.release(rec, ep.container_id)
+        rec.get("endpoints", {}).pop(ep.container_id, None)
+        self._save(rec)
+
+    # --- ports --------------------------------------------------------------
+    def publish(self, container_id: str, mappings: list[PortMapping]) -> list[PortMapping]:
+        """DNAT host ports to the container's first endpoint (``-p``/``-P``).
+
+        Returns the mappings with ephemeral host ports filled in. Raises
+        ``Conflict`` when a host port is bound on the host or published by
+        another container; nothing is published then.
+        """
+        if not mappings:
+            return []
+        with store.locked(self.dir):
+            eps = self.endpoints(container_id)
+            if not eps:
+                raise UsageError(f"publish ports of {container_id[:12]}: the container has "
+                                 "no bridge network")
+            taken = [m for _cid, m, _ip in self.firewall.published()]
+            final = resolve(mappings, taken)
+            self.firewall.publish(container_id, eps[0].ip, final)
+            return final
+
+    def ports(self, container_id: str) -> list[PortMapping]:
+        """The published ports of ``container_id`` (``docker port``)."""
+        return [m for cid, m, _ip in self.firewall.published() if cid == container_id]
+
+    def unpublish(self, container_id: str) -> int:
+        with store.locked(self.dir):
+            return self.firewall.unpublish(container_id)
+
+    # --- hosts and resolv.conf ---------------------------------------------
+    def hosts_file(self, container_id: str) -> Path:
+        return self.files / container_id / "hosts"
+
+    def resolv_conf(self, container_id: str) -> Path:
+        return self.files / container_id / "resolv.conf"
+
+    def write_files(self, container_id: str, hostname: str, *, mode: str = "bridge",
+                    extra_hosts: list[tuple[str, str]] | tuple = (),
+                    dns_servers: list[str] | tuple = (), dns_search: list[str] | tuple = (),
+                    dns_options: list[str] | tuple = ()) -> tuple[Path, Path]:
+        """Write the container's hosts and resolv.conf; returns their paths.
+
+        Call before the container starts (after ``connect`` so its own
+        addresses are in). ``mode`` "host" copies the host's hosts file.
+        ``extra_hosts`` are ``(name, ip)`` from ``--add-host``.
+        """
+        d = self.files / container_id
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"hostname": hostname, "mode": mode, "extra_hosts": [list(h) for h in extra_hosts]}
+        store.write_json_atomic(d / "meta.json", meta)
+        if mode == "host":
+            store.write_in_place(d / "resolv.conf", _read("/etc/resolv.conf"))
+        else:
+            store.write_in_place(d / "resolv.conf", dns.resolv_text(
+                dns_servers, dns_search, dns_options))
+        with store.locked(self.dir):
+            self._write_hosts(container_id, meta, self._records())
+        return self.hosts_file(container_id), self.resolv_conf(container_id)
+
+    def _write_hosts(self, container_id: str, meta: dict, records: list[dict]) -> None:
+        extra = [tuple(h) for h in meta.get("extra_hosts", [])]
+        if meta.get("mode") == "host":
+            text = _read("/etc/hosts") + "".join(f"{ip}\t{n}\n" for n, ip in extra)
+            store.write_in_place(self.hosts_file(container_id), text)
+            return
+        own, peers = [], []
+        for r in records:
+            eps = r.get("endpoints", {})
+            if container_id not in eps:
+                continue
+            me = eps[container_id]
+            own.append((me["ip"], [me["name"], *me["aliases"]] if r["name"] != DEFAULT_NETWORK
+                        else []))
+            if r["name"] == DEFAULT_NETWORK:
+                continue  # like docker0: no names on the default network
+            for cid, e in sorted(eps.items()):
+                if cid != container_id:
+                    peers.append((e["ip"], [e["name"], *e["aliases"], cid[:12]]))
+        text = dns.hosts_text(meta.get("hostname") or container_id[:12], own, peers, extra)
+        store.write_in_place(self.hosts_file(container_id), text)
+
+    def _refresh_hosts(self, network: str) -> None:
+        """Rewrite the hosts file of every container on ``network`` that has one."""
+        records = self._records()
+        rec = next((r for r in records if r["name"] == network), None)
+        if rec is None:
+            return
+        for cid in rec.get("endpoints", {}):
+            meta_path = self.files / cid / "meta.json"
+            if meta_path.is_file():
+                self._write_hosts(cid, store.read_json(meta_path), records)
+
+    # --- teardown and cleanup ----------------------------------------------
+    def release(self, container_id: str) -> None:
+        """Everything of a container: ports, endpoints, files (on ``rm``).
+
+        Safe to call twice and after a crash; each step ignores what is gone.
+        """
+        with store.locked(self.dir):
+            self.firewall.unpublish(container_id)
+            touched = []
+            for rec in self._records():
+                ep = rec.get("endpoints", {}).get(container_id)
+                if ep is not None:
+                    self._detach(rec, Endpoint.from_dict(ep))
+                    touched.append(rec["name"])
+                elif container_id in rec.get("allocations", {}).values():
+                    ipam.release(rec, container_id)
+                    self._save(rec)
+            shutil.rmtree(self.files / container_id, ignore_errors=True)
+            for name in touched:
+                self._refresh_hosts(name)
+
+    def cleanup_orphans(self, known_container_ids: set[str] | list[str]) -> dict[str, list[str]]:
+        """Remove what a crash left behind (``berth system prune``).
+
+        Endpoints, addresses, port rules and files of containers not in
+        ``known_container_ids``; rules of networks that have no record; veth
+        and tap ports of our bridges that no endpoint owns; bridges in our
+        table's set that no network owns. Returns what was removed.
+        """
+        known = set(known_container_ids)
+        report: dict[str, list[str]] = {"containers": [], "rules": [], "links": []}
+        with store.locked(self.dir):
+            gone: set[str] = set()
+            for rec in self._records():
+                for cid in list(rec.get("endpoints", {})) + list(rec.get("allocations", {}).values()):
+                    if cid not in known:
+                        gone.add(cid)
+            for cid in sorted(gone):
+                self.release(cid)
+            cids, nids = self.firewall.owners()
+            for cid in sorted(cids - known):
+                self.firewall.unpublish(cid)
+                report["rules"].append(f"c:{cid}")
+            records = self._records()
+            ids = {r["id"] for r in records}
+            bridges = {r["bridge"] for r in records}
+            for nid in sorted(nids - ids):
+                self.firewall._delete_where(lambda c, nid=nid: c == f"n:{nid}")
+                report["rules"].append(f"n:{nid}")
+            owned = {e["host_ifname"] for r in records for e in r.get("endpoints", {}).values()}
+            with Netlink() as nl:
+                links = nl.links()
+                by_index = {v["index"]: k for k, v in links.items()}
+                ours = set(self.firewall.bridge_set()) | bridges
+                for lname, info in links.items():
+                    master = by_index.get(info["master"])
+                    if master in ours and lname not in owned and info["kind"] in ("veth", "tun"):
+                        nl.del_link(lname)
+                        report["links"].append(lname)
+                for b in sorted(set(self.firewall.bridge_set()) - bridges):
+                    if b in links:
+                        nl.del_link(b)
+                        report["links"].append(b)
+                    self.firewall.forget_bridge(b)
+            if self.files.is_dir():
+                for d in self.files.iterdir():
+                    if d.name not in known:
+                        shutil.rmtree(d, ignore_errors=True)
+                        gone.add(d.name)
+            report["containers"] = sorted(gone)
+        return report
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
