@@ -225,6 +225,10 @@ class NetworkManager:
                            f"({names})")
         self._remove_kernel(rec)
         self._path(rec["name"]).unlink()
+        if not self._records():
+            # The last network is gone: so is our table (and any rule a
+            # crash left in it), leaving the ruleset as berth found it.
+            self.firewall.delete_table()
 
     def get(self, name_or_id: str) -> Network:
         return Network.from_record(self._record(name_or_id))
