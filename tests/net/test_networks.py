@@ -4,7 +4,16 @@ import ipaddress
 import os
 
 import pytest
-from nethelpers import httpd, in_ns, links, ns_links, ns_routes, rootfs_with_hosts, wait_tcp
+from nethelpers import (
+    httpd,
+    in_ns,
+    links,
+    ns_links,
+    ns_routes,
+    rootfs_with_hosts,
+    table_json,
+    wait_tcp,
+)
 
 from berth.errors import Conflict, NotFound, UsageError
 
@@ -161,3 +170,50 @@ def test_tap_for_a_vm_is_a_port_of_the_bridge(env):
     assert ep.gateway == net.gateway and ep.mac.startswith("02:42:") and ep.kind == "tap"
     env.nm.release(cid)
     assert ep.host_ifname not in links()
+
+
+def test_alias_with_a_newline_cannot_inject_a_hosts_entry(env):
+    net = env.net()
+    ns, cid = env.netns(), env.cid()
+    with pytest.raises(UsageError, match="invalid name or alias"):
+        env.nm.connect(net.name, cid, ns, name="web", aliases=["x\n6.6.6.6 bank.example"])
+    with pytest.raises(UsageError, match="invalid name or alias"):
+        env.nm.write_files(cid, "web", extra_hosts=[("a b", "192.0.2.1")])
+    with pytest.raises(UsageError, match="--add-host"):
+        env.nm.write_files(cid, "web", extra_hosts=[("ok", "192.0.2.1\n1.2.3.4 evil")])
+    assert env.nm.endpoints(cid) == [] and "eth0" not in ns_links(ns)
+
+
+def test_container_id_cannot_inject_a_firewall_rule_or_a_path(env):
+    net = env.net()
+    for bad in ('x" accept comment "', "../../etc", ""):
+        with pytest.raises(UsageError, match="invalid container ID"):
+            env.nm.connect(net.name, bad, env.netns())
+        with pytest.raises(UsageError, match="invalid container ID"):
+            env.nm.write_files(bad, "h")
+
+
+def test_connect_refuses_a_path_that_is_not_a_network_namespace(env, tmp_path):
+    net = env.net()
+    (tmp_path / "f").write_text("")
+    for path in (str(tmp_path / "f"), "/proc/self/ns/mnt", str(tmp_path / "missing")):
+        with pytest.raises(UsageError, match="not a network namespace"):
+            env.nm.connect(net.name, env.cid(), path)
+    assert env.nm.inspect(net.name)["Containers"] == {}
+
+
+def test_internal_network_gets_no_default_route_and_no_masquerade(env):
+    inner, outer = env.net(internal=True), env.net()
+    ns, cid = env.netns(), env.cid()
+    env.nm.connect(inner.name, cid, ns)
+    assert not [r for r in ns_routes(ns) if r["dst"] == "default"]
+    ep = env.nm.connect(outer.name, cid, ns)  # the first non-internal one gets it
+    assert ep.default_route and [r["dev"] for r in ns_routes(ns) if r["dst"] == "default"] == \
+        ["eth1"]
+    rules = [r["rule"] for r in table_json(env.table) if "rule" in r]
+    masq = [r for r in rules if r["chain"] == "postrouting" and "masquerade" in str(r["expr"])
+            and inner.subnet.split("/")[0] in str(r["expr"])]
+    # only the hairpin rule (ct status dnat) mentions the internal subnet
+    assert all("dnat" in str(r["expr"]) for r in masq)
+    drops = [r for r in rules if r["chain"] == "forward" and r["comment"] == f"n:{inner.id}"]
+    assert len(drops) == 3  # isolation + no traffic in + no traffic out

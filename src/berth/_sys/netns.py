@@ -15,6 +15,7 @@ namespace, even if a step fails half-way.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import threading
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from berth._sys import check, libc
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MNT_DETACH = 0x2
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h
 
 T = TypeVar("T")
 
@@ -133,15 +135,18 @@ def remove_netns(path: str) -> None:
 
 
 def is_netns(path: str) -> bool:
-    """True when ``path`` is a pinned or live network namespace (an nsfs file)."""
+    """True when ``path`` is a network namespace file (pinned or /proc/PID/ns/net).
+
+    ``NS_GET_NSTYPE`` (an ioctl on nsfs files, Linux 4.11) answers exactly;
+    any other file fails the ioctl.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        # NS_GET_NSTYPE needs an ioctl; comparing the filesystem magic through
-        # /proc/self/fdinfo is not available, so compare against our own netns
-        # file's device: every nsfs inode lives on the same anonymous device.
-        return os.fstat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev
+        return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+    except OSError:
+        return False
     finally:
         os.close(fd)

@@ -49,13 +49,20 @@ class Endpoint:
     netns: str = ""
     aliases: list[str] = field(default_factory=list)
     endpoint_id: str = ""
+    default_route: bool = False  # this endpoint carries the namespace's default route
+
+    def guest_config(self) -> dict[str, str]:
+        """What a VM guest configures on the NIC with MAC ``mac`` (tap endpoints)."""
+        return {"mac": self.mac, "address": f"{self.ip}/{self.prefixlen}",
+                "gateway": self.gateway if self.default_route else ""}
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Endpoint:
-        return cls(**d)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def host_ifname(prefix: str, container_id: str, network_id: str) -> str:
@@ -109,7 +116,7 @@ def prepare_netns(netns_path: str) -> None:
     netns.run_in_netns(netns_path, up)
 
 
-def attach_veth(ep: Endpoint, bridge: str, default_route: bool) -> None:
+def attach_veth(ep: Endpoint, bridge: str) -> None:
     """Create ``ep``'s veth pair on ``bridge`` and configure the peer in ``ep.netns``.
 
     Order: the pair is made with the peer already inside the namespace
@@ -137,7 +144,7 @@ def attach_veth(ep: Endpoint, bridge: str, default_route: bool) -> None:
                 inner.set_link("lo", up=True)
                 inner.add_addr(ep.ifname, ipaddress.IPv4Interface(f"{ep.ip}/{ep.prefixlen}"))
                 inner.set_link(ep.ifname, up=True)
-                if default_route:
+                if ep.default_route:
                     inner.add_default_route(ipaddress.IPv4Address(ep.gateway), ep.ifname)
                 nl.set_link(ep.host_ifname, up=True)
             except BaseException:

@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from berth._sys import netns
 from berth.engine.network import dns, endpoint, ipam, store
 from berth.engine.network.endpoint import Endpoint
 from berth.engine.network.firewall import Firewall
@@ -29,6 +30,23 @@ from berth.errors import Conflict, NotFound, UsageError
 DEFAULT_NETWORK = "bridge"
 RESERVED = ("bridge", "host", "none", "default")
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+# Container IDs end up in nft comments and file names; names and aliases in
+# hosts files. Only these characters, so none of them can inject a rule, a
+# path component or a hosts line.
+ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,252})$")
+IFNAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
+
+
+def _check_id(container_id: str, what: str) -> None:
+    if not ID_RE.match(container_id or ""):
+        raise UsageError(f"{what}: invalid container ID {container_id!r}")
+
+
+def _check_hostnames(names, what: str) -> None:
+    for n in names:
+        if not HOSTNAME_RE.match(n):
+            raise UsageError(f"{what}: invalid name or alias {n!r}")
 
 
 @dataclass
@@ -287,11 +305,17 @@ class NetworkManager:
 
     def _attach(self, network: str, container_id: str, name: str, aliases, ip, mac,
                 netns_path: str | None, tap: tuple[str | None, int | None] | None) -> Endpoint:
+        what = f"connect {name or container_id[:12]} to network {network}"
+        _check_id(container_id, what)
+        _check_hostnames([name, *aliases] if name else aliases, what)
+        if netns_path is not None and not netns.is_netns(netns_path):
+            raise UsageError(f"{what}: {netns_path} is not a network namespace")
+        if tap and tap[0] is not None and not IFNAME_RE.match(tap[0]):
+            raise UsageError(f"{what}: invalid tap name {tap[0]!r} (at most 15 characters)")
         with store.locked(self.dir):
             if network == DEFAULT_NETWORK:
                 self.ensure_default()
             rec = self._record(network)
-            what = f"connect {name or container_id[:12]} to network {rec['name']}"
             if container_id in rec.get("endpoints", {}):
                 raise Conflict(f"{what}: already connected")
             if aliases and rec["name"] == DEFAULT_NETWORK:
@@ -308,14 +332,13 @@ class NetworkManager:
                 host_ifname=(tap and tap[0]) or endpoint.host_ifname(
                     "tap" if tap else "veth", container_id, rec["id"]),
                 kind="tap" if tap else "veth", netns=netns_path or "",
-                aliases=list(aliases), endpoint_id=secrets.token_hex(32))
+                aliases=list(aliases), endpoint_id=secrets.token_hex(32),
+                default_route=not rec.get("internal") and not any(e.default_route for e in mine))
             self._ensure_kernel(rec)
             if tap:
                 endpoint.attach_tap(ep, rec["bridge"], tap[1])
             else:
-                has_route = any(e.kind == "veth" for e in mine)
-                endpoint.attach_veth(ep, rec["bridge"],
-                                     default_route=not has_route and not rec.get("internal"))
+                endpoint.attach_veth(ep, rec["bridge"])
             rec.setdefault("endpoints", {})[container_id] = ep.to_dict()
             try:
                 self._save(rec)
@@ -352,6 +375,7 @@ class NetworkManager:
         """
         if not mappings:
             return []
+        _check_id(container_id, "publish ports")
         with store.locked(self.dir):
             eps = self.endpoints(container_id)
             if not eps:
@@ -359,7 +383,8 @@ class NetworkManager:
                                  "no bridge network")
             taken = [m for _cid, m, _ip in self.firewall.published()]
             final = resolve(mappings, taken)
-            self.firewall.publish(container_id, eps[0].ip, final)
+            primary = next((e for e in eps if e.default_route), eps[0])
+            self.firewall.publish(container_id, primary.ip, final)
             return final
 
     def ports(self, container_id: str) -> list[PortMapping]:
@@ -387,6 +412,22 @@ class NetworkManager:
         addresses are in). ``mode`` "host" copies the host's hosts file.
         ``extra_hosts`` are ``(name, ip)`` from ``--add-host``.
         """
+        what = f"write hosts file of {container_id[:12]}"
+        _check_id(container_id, what)
+        _check_hostnames([hostname, *(n for n, _ip in extra_hosts)], what)
+        for _n, ip in extra_hosts:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise UsageError(f"{what}: invalid --add-host address {ip!r}") from None
+        for server in dns_servers:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise UsageError(f"{what}: invalid --dns address {server!r}") from None
+        for word in (*dns_search, *dns_options):
+            if not word or any(c.isspace() for c in word):
+                raise UsageError(f"{what}: invalid --dns-search/--dns-option {word!r}")
         d = self.files / container_id
         d.mkdir(parents=True, exist_ok=True)
         meta = {"hostname": hostname, "mode": mode, "extra_hosts": [list(h) for h in extra_hosts]}
@@ -439,6 +480,7 @@ class NetworkManager:
 
         Safe to call twice and after a crash; each step ignores what is gone.
         """
+        _check_id(container_id, "release network of container")
         with store.locked(self.dir):
             self.firewall.unpublish(container_id)
             touched = []
