@@ -19,7 +19,6 @@ import fcntl
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
 
 from berth._sys import check, libc
 
@@ -27,8 +26,6 @@ CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MNT_DETACH = 0x2
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h
-
-T = TypeVar("T")
 
 libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 libc.unshare.argtypes = [ctypes.c_int]
@@ -56,7 +53,7 @@ def umount_detach(path: str) -> None:
     check(libc.umount2(path.encode(), MNT_DETACH), f"umount {path}")
 
 
-def _in_thread(fn: Callable[[], T]) -> T:
+def _in_thread(fn: Callable[[], object]) -> object:
     """Run ``fn`` in a fresh thread and return its result or raise its error.
 
     The thread may change its own network namespace freely; it ends when
@@ -75,10 +72,10 @@ def _in_thread(fn: Callable[[], T]) -> T:
     t.join()
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
+    return box["value"]
 
 
-def run_in_netns(path: str, fn: Callable[[], T]) -> T:
+def run_in_netns(path: str, fn: Callable[[], object]) -> object:
     """Call ``fn()`` in a thread that has joined the network namespace at ``path``.
 
     ``path`` is a pinned namespace file or ``/proc/PID/ns/net``. Sockets made
@@ -86,7 +83,7 @@ def run_in_netns(path: str, fn: Callable[[], T]) -> T:
     namespace is fixed when it is created), which is how the caller gets a
     netlink socket inside a container without entering it.
     """
-    def enter() -> T:
+    def enter() -> object:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             setns(fd, CLONE_NEWNET, path)

@@ -10,7 +10,6 @@ applies completely or not at all.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 
 NFT_CTX_DEFAULT = 0
@@ -23,8 +22,17 @@ _lib: ctypes.CDLL | None = None
 def _load() -> ctypes.CDLL:
     global _lib
     if _lib is None:
-        name = ctypes.util.find_library("nftables") or "libnftables.so.1"
-        lib = ctypes.CDLL(name, use_errno=True)
+        try:
+            lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
+        except OSError:
+            # slow (it may run ldconfig): only when the soname differs
+            from ctypes.util import find_library
+
+            name = find_library("nftables")
+            if name is None:
+                raise NftError(2, "nft: libnftables not found (apt-get install "
+                                  "libnftables1)") from None
+            lib = ctypes.CDLL(name, use_errno=True)
         lib.nft_ctx_new.restype = ctypes.c_void_p
         lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
         lib.nft_ctx_free.argtypes = [ctypes.c_void_p]

@@ -11,7 +11,6 @@ name; the guest configures the address berth hands out.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import ipaddress
 import os
 import struct
@@ -65,9 +64,9 @@ class Endpoint:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def host_ifname(prefix: str, container_id: str, network_id: str) -> str:
-    digest = hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()
-    return f"{prefix}{digest[:15 - len(prefix)]}"
+def host_ifname(prefix: str) -> str:
+    """A fresh host-side device name (random; the endpoint record keeps it)."""
+    return f"{prefix}{os.urandom(8).hex()[:15 - len(prefix)]}"
 
 
 def ensure_bridge(bridge: str, gateway: str, prefixlen: int) -> bool:

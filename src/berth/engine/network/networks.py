@@ -14,8 +14,6 @@ import datetime
 import ipaddress
 import os
 import re
-import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,7 +171,7 @@ class NetworkManager:
                 net = ipam.pick_subnet(in_use)
             gw = (ipam.parse_gateway(gateway, net, name) if gateway
                   else ipam.default_gateway(net))
-            net_id = secrets.token_hex(32)
+            net_id = os.urandom(32).hex()
             bridge = self.default_bridge if name == DEFAULT_NETWORK else f"br-{net_id[:12]}"
             rec = {
                 "name": name, "id": net_id, "subnet": str(net), "gateway": str(gw),
@@ -330,9 +328,9 @@ class NetworkManager:
                 name=name, ip=addr, prefixlen=ipaddress.IPv4Network(rec["subnet"]).prefixlen,
                 gateway=rec["gateway"], mac=mac or ipam.mac_for(addr), ifname=ifname,
                 host_ifname=(tap and tap[0]) or endpoint.host_ifname(
-                    "tap" if tap else "veth", container_id, rec["id"]),
+                    "tap" if tap else "veth"),
                 kind="tap" if tap else "veth", netns=netns_path or "",
-                aliases=list(aliases), endpoint_id=secrets.token_hex(32),
+                aliases=list(aliases), endpoint_id=os.urandom(32).hex(),
                 default_route=not rec.get("internal") and not any(e.default_route for e in mine))
             self._ensure_kernel(rec)
             if tap:
@@ -492,7 +490,7 @@ class NetworkManager:
                 elif container_id in rec.get("allocations", {}).values():
                     ipam.release(rec, container_id)
                     self._save(rec)
-            shutil.rmtree(self.files / container_id, ignore_errors=True)
+            _remove_dir(self.files / container_id)
             for name in touched:
                 self._refresh_hosts(name)
 
@@ -542,10 +540,32 @@ class NetworkManager:
             if self.files.is_dir():
                 for d in self.files.iterdir():
                     if d.name not in known:
-                        shutil.rmtree(d, ignore_errors=True)
+                        _remove_dir(d)
                         gone.add(d.name)
             report["containers"] = sorted(gone)
         return report
+
+
+def _remove_dir(d: Path) -> None:
+    """Remove a per-container files directory (flat: hosts, resolv.conf, meta.json).
+
+    Not shutil.rmtree: importing shutil pulls in bz2/lzma, ~10 ms per ``run``.
+    """
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(d / name)
+        except IsADirectoryError:
+            _remove_dir(d / name)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(d)
+    except FileNotFoundError:
+        pass
 
 
 def _read(path: str) -> str:
