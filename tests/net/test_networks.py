@@ -217,3 +217,20 @@ def test_internal_network_gets_no_default_route_and_no_masquerade(env):
     assert all("dnat" in str(r["expr"]) for r in masq)
     drops = [r for r in rules if r["chain"] == "forward" and r["comment"] == f"n:{inner.id}"]
     assert len(drops) == 3  # isolation + no traffic in + no traffic out
+
+
+def test_two_engine_roots_do_not_share_a_table_or_a_default_bridge(tmp_path):
+    from berth.engine.network import NetworkManager
+
+    a = NetworkManager(tmp_path / "a", enable_ip_forward=False)
+    b = NetworkManager(tmp_path / "b", enable_ip_forward=False)
+    try:
+        assert a.firewall.table != b.firewall.table and a.default_bridge != b.default_bridge
+        na, nb = a.ensure_default(), b.ensure_default()
+        assert not ipaddress.IPv4Network(na.subnet).overlaps(ipaddress.IPv4Network(nb.subnet))
+        a.remove_default()  # a's last network: a's table goes, b's stays
+        assert table_json(a.firewall.table) == [] and table_json(b.firewall.table)
+        assert nb.bridge in links() and na.bridge not in links()
+    finally:
+        a.remove_default()
+        b.remove_default()

@@ -78,6 +78,11 @@ def ensure_bridge(bridge: str, gateway: str, prefixlen: int) -> bool:
     """
     with Netlink() as nl:
         if nl.link_index(bridge) is not None:
+            # Ours from before (a restart); make sure it still has the gateway.
+            try:
+                nl.add_addr(bridge, ipaddress.IPv4Interface(f"{gateway}/{prefixlen}"))
+            except FileExistsError:
+                pass
             nl.set_link(bridge, up=True)
             return False
         mac = "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(gateway).packed)

@@ -4,7 +4,7 @@ Why not pyroute2: berth sets up a bridge endpoint on every ``berth run`` and
 the whole run has a budget of about 3x a bare ``runc run`` (~36 ms here).
 Importing pyroute2 0.9.7 takes 450-650 ms here (its package ``__init__``
 imports every netlink family and asyncio); even its ``iproute.linux`` module
-alone costs ~90-140 ms. This module imports in ~1 ms and speaks the same
+alone costs ~90-140 ms. This module imports in a few ms (mostly ``socket``) and speaks the same
 protocol (rtnetlink(7), netlink(7)); the tests check its work with pyroute2.
 
 Messages are built with ``struct`` from the kernel's uapi layouts

@@ -14,6 +14,7 @@ import datetime
 import ipaddress
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from berth.engine.network.firewall import Firewall
 from berth.engine.network.netlink import Netlink
 from berth.engine.network.ports import PortMapping, resolve
 from berth.errors import Conflict, NotFound, UsageError
+from berth.paths import DEFAULT_ENGINE_ROOT
 
 DEFAULT_NETWORK = "bridge"
 RESERVED = ("bridge", "host", "none", "default")
@@ -79,19 +81,25 @@ class NetworkManager:
     """Networks of one engine root.
 
     ``table`` and ``default_bridge`` name the kernel objects shared by all
-    networks of this root (tests use their own); ``enable_ip_forward`` lets
+    networks of this root. By default they are ``berth``/``berth0`` for the
+    default root (/var/lib/berth) and ``berth_<h>``/``berth<h>`` for any
+    other root (``h`` a hash of its path), so two engine roots on one host
+    (tests, ``--root``) never share a table or a default bridge: removing
+    one root's last network must not delete another's rules. ``enable_ip_forward`` lets
     the first non-internal network turn on ``net.ipv4.ip_forward`` (as docker
     and podman do; the old value is recorded in ``networks/ip_forward.orig``).
     """
 
-    def __init__(self, root: str | os.PathLike, *, table: str = "berth",
-                 default_bridge: str = "berth0",
+    def __init__(self, root: str | os.PathLike, *, table: str | None = None,
+                 default_bridge: str | None = None,
                  default_subnet: str | None = None, enable_ip_forward: bool = True) -> None:
         self.root = Path(root)
         self.dir = self.root / "networks"
         self.files = self.root / "netfiles"
-        self.firewall = Firewall(table)
-        self.default_bridge = default_bridge
+        real = os.path.realpath(self.root)
+        suffix = "" if real == DEFAULT_ENGINE_ROOT else f"{zlib.crc32(real.encode()):08x}"
+        self.firewall = Firewall(table or (f"berth_{suffix}" if suffix else "berth"))
+        self.default_bridge = default_bridge or (f"berth{suffix}" if suffix else "berth0")
         self.default_subnet = (ipaddress.IPv4Network(default_subnet) if default_subnet
                                else ipam.DEFAULT_SUBNET)
         self.enable_ip_forward = enable_ip_forward
@@ -165,8 +173,10 @@ class NetworkManager:
                 net = ipam.parse_subnet(subnet, name)
                 ipam.check_overlap(net, in_use, name)
             elif name == DEFAULT_NETWORK:
+                # 10.88.0.0/16 like podman; when taken (another engine root), a
+                # /24 from the pool, so many roots cannot exhaust the pool.
                 net = ipam.pick_subnet(in_use, [self.default_subnet, *(
-                    s for b in ipam.POOL for s in b.subnets(new_prefix=16))])
+                    s for b in ipam.POOL for s in b.subnets(new_prefix=ipam.POOL_PREFIX))])
             else:
                 net = ipam.pick_subnet(in_use)
             gw = (ipam.parse_gateway(gateway, net, name) if gateway
