@@ -234,3 +234,36 @@ def test_two_engine_roots_do_not_share_a_table_or_a_default_bridge(tmp_path):
     finally:
         a.remove_default()
         b.remove_default()
+
+
+def test_inspect_settings_and_stats_of_a_container(env, tmp_path):
+    from berth.engine.network import parse_port_spec
+
+    net = env.net()
+    ns_a, ns_b = env.netns(), env.netns()
+    a, b = env.cid(), env.cid()
+    ep = env.nm.connect(net.name, a, ns_a, name="a", aliases=["web"])
+    env.nm.connect(net.name, b, ns_b, name="b")
+    env.nm.publish(a, parse_port_spec("127.0.0.1::80"))
+    s = env.nm.container_settings(a)
+    assert s["Networks"][net.name]["IPAddress"] == ep.ip
+    assert s["Networks"][net.name]["Aliases"] == ["web"]
+    assert list(s["Ports"]) == ["80/tcp"] and s["Ports"]["80/tcp"][0]["HostIp"] == "127.0.0.1"
+    before = env.nm.net_stats(a)
+    httpd(env, ns_a, 80, tmp_path / "www", "x" * 5000)
+    wait_tcp(ns_a, "127.0.0.1", 80)
+    r = in_ns(ns_b, ["busybox", "wget", "-qO-", f"http://{ep.ip}/index.html"])
+    assert r.returncode == 0 and len(r.stdout) == 5000
+    after = env.nm.net_stats(a)
+    assert after["tx_bytes"] - before["tx_bytes"] >= 5000  # the container sent the page
+    assert after["rx_packets"] > before["rx_packets"]
+
+
+def test_none_mode_namespace_has_lo_up_and_a_hosts_file(env):
+    from berth.engine.network import prepare_netns
+
+    ns, cid = env.netns(), env.cid()
+    prepare_netns(ns)
+    assert "UP" in ns_links(ns)["lo"]["flags"] and set(ns_links(ns)) == {"lo"}
+    hosts, _ = env.nm.write_files(cid, "lonely", mode="none")
+    assert "127.0.1.1\tlonely" in hosts.read_text().splitlines()

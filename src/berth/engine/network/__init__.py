@@ -36,6 +36,8 @@ Networks (``berth network create/ls/inspect/rm/connect/disconnect``)
           -device virtio-net-device,netdev=n0,mac=<ep.mac>``; the guest sets
         ``ep.ip/ep.prefixlen`` on its interface and a default route via ``ep.gateway``.
     nm.endpoints(container_id: str) -> list[Endpoint]    (eth0 first; for inspect)
+    nm.container_settings(container_id: str) -> dict     docker inspect's NetworkSettings
+    nm.net_stats(container_id: str) -> dict[str, int]    rx/tx bytes/packets (berth stats)
 
 Ports (``-p``, ``-P``, ``berth port``)
     parse_port_spec(spec: str) -> list[PortMapping]      UsageError; "127.0.0.1:8080:80",

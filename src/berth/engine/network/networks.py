@@ -403,6 +403,49 @@ class NetworkManager:
         with store.locked(self.dir):
             return self.firewall.unpublish(container_id)
 
+    # --- for inspect, port and stats ----------------------------------------
+    def container_settings(self, container_id: str) -> dict:
+        """``NetworkSettings`` of ``docker inspect`` for ``container_id``."""
+        eps = self.endpoints(container_id)
+        ports: dict[str, list[dict[str, str]]] = {}
+        for m in self.ports(container_id):
+            ports.setdefault(f"{m.container_port}/{m.proto}", []).append(
+                {"HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)})
+        networks = {
+            e.network: {"NetworkID": e.network_id, "EndpointID": e.endpoint_id,
+                        "Gateway": e.gateway, "IPAddress": e.ip, "IPPrefixLen": e.prefixlen,
+                        "MacAddress": e.mac, "Aliases": list(e.aliases) or None,
+                        "IPv6Gateway": "", "GlobalIPv6Address": "",
+                        "GlobalIPv6PrefixLen": 0}
+            for e in eps}
+        primary = next((e for e in eps if e.network == DEFAULT_NETWORK), None)
+        return {
+            "Bridge": "", "SandboxKey": next((e.netns for e in eps if e.netns), ""),
+            "Ports": ports, "Networks": networks,
+            "IPAddress": primary.ip if primary else "",
+            "IPPrefixLen": primary.prefixlen if primary else 0,
+            "Gateway": primary.gateway if primary else "",
+            "MacAddress": primary.mac if primary else "",
+        }
+
+    def net_stats(self, container_id: str) -> dict[str, int]:
+        """Bytes and packets the container received and sent, over all endpoints.
+
+        Read from the host ends' counters (``/sys/class/net/<dev>/statistics``),
+        swapped: what the host end transmits, the container receives.
+        """
+        out = {"rx_bytes": 0, "tx_bytes": 0, "rx_packets": 0, "tx_packets": 0}
+        for e in self.endpoints(container_id):
+            base = f"/sys/class/net/{e.host_ifname}/statistics"
+            for mine, host in (("rx_bytes", "tx_bytes"), ("tx_bytes", "rx_bytes"),
+                               ("rx_packets", "tx_packets"), ("tx_packets", "rx_packets")):
+                try:
+                    with open(f"{base}/{host}") as f:
+                        out[mine] += int(f.read())
+                except (OSError, ValueError):
+                    pass  # the device is gone (container stopped)
+        return out
+
     # --- hosts and resolv.conf ---------------------------------------------
     def hosts_file(self, container_id: str) -> Path:
         return self.files / container_id / "hosts"
