@@ -267,3 +267,17 @@ def test_none_mode_namespace_has_lo_up_and_a_hosts_file(env):
     assert "UP" in ns_links(ns)["lo"]["flags"] and set(ns_links(ns)) == {"lo"}
     hosts, _ = env.nm.write_files(cid, "lonely", mode="none")
     assert "127.0.1.1\tlonely" in hosts.read_text().splitlines()
+
+
+def test_module_level_attach_and_detach(env):
+    from berth.engine import network as lib
+
+    net = env.net()
+    ns, cid = env.netns(), env.cid()
+    ep = lib.attach(env.nm.get(net.name), ns, cid, "solo", aliases=["s"])
+    assert ep.ifname == "eth0" and ep.host_ifname in links()
+    lib.detach(env.nm.endpoints(cid)[0])
+    assert ep.host_ifname not in links() and env.nm.endpoints(cid) == []
+    tap = lib.attach_tap(env.nm.get(net.name), cid, name="vm")
+    lib.detach(tap)
+    assert tap.host_ifname not in links()

@@ -39,6 +39,15 @@ Networks (``berth network create/ls/inspect/rm/connect/disconnect``)
     nm.container_settings(container_id: str) -> dict     docker inspect's NetworkSettings
     nm.net_stats(container_id: str) -> dict[str, int]    rx/tx bytes/packets (berth stats)
 
+Module-level shorthands (same work, for callers holding a Network/Endpoint)
+    attach(network: Network, netns_path: str, container_id: str, name: str = "",
+           aliases=(), ip: str | None = None, mac: str | None = None) -> Endpoint
+    attach_tap(network: Network, container_id: str, tap_name: str | None = None,
+               name: str = "", aliases=(), ip=None, mac=None, owner_uid=None) -> Endpoint
+    detach(endpoint: Endpoint) -> None
+        ``network`` comes from nm.get/create/ensure_default/list, ``endpoint``
+        from attach or nm.endpoints: each remembers its manager.
+
 Ports (``-p``, ``-P``, ``berth port``)
     parse_port_spec(spec: str) -> list[PortMapping]      UsageError; "127.0.0.1:8080:80",
         "8080:80/udp", "80" (ephemeral host port), "8000-8001:80-81"
@@ -89,7 +98,33 @@ from berth.engine.network.mode import NetworkMode, parse_network_mode
 from berth.engine.network.networks import DEFAULT_NETWORK, Network, NetworkManager
 from berth.engine.network.ports import PortMapping, parse_port_spec
 
+
+def attach(network: Network, netns_path: str, container_id: str, name: str = "",
+           aliases: list[str] | tuple[str, ...] = (), ip: str | None = None,
+           mac: str | None = None) -> Endpoint:
+    """Connect a network namespace to ``network`` (see ``NetworkManager.connect``)."""
+    return network.manager.connect(network.name, container_id, netns_path, name, aliases, ip,
+                                   mac)
+
+
+def attach_tap(network: Network, container_id: str, tap_name: str | None = None,
+               name: str = "", aliases: list[str] | tuple[str, ...] = (),
+               ip: str | None = None, mac: str | None = None,
+               owner_uid: int | None = None) -> Endpoint:
+    """A tap for a VM on ``network`` (see ``NetworkManager.attach_tap``)."""
+    return network.manager.attach_tap(network.name, container_id, tap_name, name, aliases, ip,
+                                      mac, owner_uid)
+
+
+def detach(endpoint: Endpoint) -> None:
+    """Remove an endpoint's device and free its address (``NetworkManager.disconnect``)."""
+    endpoint.manager.disconnect(endpoint.network, endpoint.container_id)
+
+
 __all__ = [
+    "attach",
+    "attach_tap",
+    "detach",
     "DEFAULT_NETWORK",
     "Endpoint",
     "Network",

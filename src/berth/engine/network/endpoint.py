@@ -14,7 +14,7 @@ import fcntl
 import ipaddress
 import os
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from berth._sys import netns
 from berth.engine.network.netlink import Netlink
@@ -49,6 +49,8 @@ class Endpoint:
     aliases: list[str] = field(default_factory=list)
     endpoint_id: str = ""
     default_route: bool = False  # this endpoint carries the namespace's default route
+    # The NetworkManager that made it (not persisted), for the module-level detach().
+    manager: object = field(default=None, repr=False, compare=False)
 
     def guest_config(self) -> dict[str, str]:
         """What a VM guest configures on the NIC with MAC ``mac`` (tap endpoints)."""
@@ -56,11 +58,12 @@ class Endpoint:
                 "gateway": self.gateway if self.default_route else ""}
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
+                for f in fields(self) if f.name != "manager"}
 
     @classmethod
     def from_dict(cls, d: dict) -> Endpoint:
-        known = cls.__dataclass_fields__
+        known = set(cls.__dataclass_fields__) - {"manager"}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 

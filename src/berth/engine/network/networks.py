@@ -61,6 +61,8 @@ class Network:
     internal: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    # The NetworkManager that loaded it (for the module-level attach()).
+    manager: NetworkManager | None = field(default=None, repr=False, compare=False)
 
     @property
     def driver(self) -> str:
@@ -71,10 +73,10 @@ class Network:
         return self.name == DEFAULT_NETWORK
 
     @classmethod
-    def from_record(cls, rec: dict) -> Network:
+    def from_record(cls, rec: dict, manager: NetworkManager | None = None) -> Network:
         return cls(rec["name"], rec["id"], rec["subnet"], rec["gateway"], rec["bridge"],
                    rec.get("internal", False), dict(rec.get("labels", {})),
-                   rec.get("created", ""))
+                   rec.get("created", ""), manager)
 
 
 class NetworkManager:
@@ -154,7 +156,7 @@ class NetworkManager:
             if self._path(DEFAULT_NETWORK).is_file():
                 rec = store.read_json(self._path(DEFAULT_NETWORK))
                 self._ensure_kernel(rec)
-                return Network.from_record(rec)
+                return Network.from_record(rec, self)
             return self._create(DEFAULT_NETWORK, None, None, False, {})
 
     def _in_use(self) -> list[ipaddress.IPv4Network]:
@@ -195,7 +197,7 @@ class NetworkManager:
             except BaseException:
                 self._remove_kernel(rec)
                 raise
-            return Network.from_record(rec)
+            return Network.from_record(rec, self)
 
     def _ensure_kernel(self, rec: dict) -> None:
         """Bridge and rules of a network (again after a reboot or a crash)."""
@@ -257,10 +259,10 @@ class NetworkManager:
             self.firewall.delete_table()
 
     def get(self, name_or_id: str) -> Network:
-        return Network.from_record(self._record(name_or_id))
+        return Network.from_record(self._record(name_or_id), self)
 
     def list(self) -> list[Network]:
-        return [Network.from_record(r) for r in self._records()]
+        return [Network.from_record(r, self) for r in self._records()]
 
     def inspect(self, name_or_id: str) -> dict:
         """A dict shaped like one element of ``docker network inspect``."""
@@ -288,6 +290,8 @@ class NetworkManager:
         """Every endpoint of ``container_id``, in attachment order (eth0 first)."""
         eps = [Endpoint.from_dict(r["endpoints"][container_id]) for r in self._records()
                if container_id in r.get("endpoints", {})]
+        for e in eps:
+            e.manager = self
         return sorted(eps, key=lambda e: (e.kind, len(e.ifname), e.ifname))
 
     def connect(self, network: str, container_id: str, netns_path: str, name: str = "",
@@ -354,6 +358,7 @@ class NetworkManager:
                 endpoint.detach(ep)
                 raise
             self._refresh_hosts(rec["name"])
+            ep.manager = self
             return ep
 
     def disconnect(self, network: str, container_id: str) -> None:
