@@ -2,6 +2,7 @@
 
 import ipaddress
 import os
+import subprocess
 
 import pytest
 from nethelpers import (
@@ -281,3 +282,18 @@ def test_module_level_attach_and_detach(env):
     tap = lib.attach_tap(env.nm.get(net.name), cid, name="vm")
     lib.detach(tap)
     assert tap.host_ifname not in links()
+
+
+def test_a_kernel_failure_is_one_runtime_failure_line(env):
+    from berth.errors import RuntimeFailure
+
+    net = env.net()
+    ns, cid = env.netns(), env.cid()
+    # a device named eth0 already in the namespace: the veth peer cannot be made
+    subprocess.run(["nsenter", f"--net={ns}", "ip", "link", "add", "eth0", "type", "veth",
+                    "peer", "name", "x0"], check=True)
+    with pytest.raises(RuntimeFailure) as e:
+        env.nm.connect(net.name, cid, ns)
+    assert "\n" not in str(e.value) and "to network" in str(e.value)
+    assert env.nm.inspect(net.name)["Containers"] == {}
+    assert not [n for n, i in links().items() if i.get("master") == net.bridge]

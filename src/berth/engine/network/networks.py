@@ -11,6 +11,7 @@ rules of one nftables table (``firewall.py``).
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import os
 import re
@@ -24,7 +25,7 @@ from berth.engine.network.endpoint import Endpoint
 from berth.engine.network.firewall import Firewall
 from berth.engine.network.netlink import Netlink
 from berth.engine.network.ports import PortMapping, resolve
-from berth.errors import Conflict, NotFound, UsageError
+from berth.errors import BerthError, Conflict, NotFound, RuntimeFailure, UsageError
 from berth.paths import DEFAULT_ENGINE_ROOT
 
 DEFAULT_NETWORK = "bridge"
@@ -36,6 +37,28 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,252})$")
 IFNAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
+
+
+def _kernel_errors(op: str):
+    """Turn a kernel or nftables failure (OSError) into one RuntimeFailure line.
+
+    Our own OSErrors already read "operation object: reason"; others (open,
+    sysctl writes) get their file name added.
+    """
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except BerthError:
+                raise
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                if exc.filename:
+                    why = f"{why}: {exc.filename}"
+                raise RuntimeFailure(f"{op}: {why}") from exc
+        return wrapper
+    return deco
 
 
 def _check_id(container_id: str, what: str) -> None:
@@ -136,6 +159,7 @@ class NetworkManager:
         store.write_json_atomic(self._path(rec["name"]), rec)
 
     # --- networks -----------------------------------------------------------
+    @_kernel_errors("create network")
     def create(self, name: str, subnet: str | None = None, gateway: str | None = None,
                internal: bool = False, labels: dict[str, str] | None = None) -> Network:
         """Create a bridge network (``docker network create``).
@@ -150,6 +174,7 @@ class NetworkManager:
             raise Conflict(f"create network {name}: {name} is a pre-defined network")
         return self._create(name, subnet, gateway, internal, labels or {})
 
+    @_kernel_errors("set up the default network")
     def ensure_default(self) -> Network:
         """The default ``bridge`` network, created on first use."""
         with store.locked(self.dir):
@@ -227,6 +252,7 @@ class NetworkManager:
             orig.write_text("0\n")
         endpoint._set_sysctl(key, "1")
 
+    @_kernel_errors("remove network")
     def remove(self, name: str) -> None:
         """Remove a network, its bridge and its rules (``docker network rm``).
 
@@ -239,6 +265,7 @@ class NetworkManager:
                                "and cannot be removed")
             self._remove(rec)
 
+    @_kernel_errors("remove the default network")
     def remove_default(self) -> None:
         """Remove the default network too (``system prune --all``, tests)."""
         with store.locked(self.dir):
@@ -294,6 +321,7 @@ class NetworkManager:
             e.manager = self
         return sorted(eps, key=lambda e: (e.kind, len(e.ifname), e.ifname))
 
+    @_kernel_errors("connect to network")
     def connect(self, network: str, container_id: str, netns_path: str, name: str = "",
                 aliases: list[str] | tuple[str, ...] = (), ip: str | None = None,
                 mac: str | None = None) -> Endpoint:
@@ -305,6 +333,7 @@ class NetworkManager:
         """
         return self._attach(network, container_id, name, aliases, ip, mac, netns_path, None)
 
+    @_kernel_errors("attach a VM to network")
     def attach_tap(self, network: str, container_id: str, tap_name: str | None = None,
                    name: str = "", aliases: list[str] | tuple[str, ...] = (),
                    ip: str | None = None, mac: str | None = None,
@@ -361,6 +390,7 @@ class NetworkManager:
             ep.manager = self
             return ep
 
+    @_kernel_errors("disconnect from network")
     def disconnect(self, network: str, container_id: str) -> None:
         """Detach a container from a network (``docker network disconnect``)."""
         with store.locked(self.dir):
@@ -379,6 +409,7 @@ class NetworkManager:
         self._save(rec)
 
     # --- ports --------------------------------------------------------------
+    @_kernel_errors("publish ports")
     def publish(self, container_id: str, mappings: list[PortMapping]) -> list[PortMapping]:
         """DNAT host ports to the container's first endpoint (``-p``/``-P``).
 
@@ -404,6 +435,7 @@ class NetworkManager:
         """The published ports of ``container_id`` (``docker port``)."""
         return [m for cid, m, _ip in self.firewall.published() if cid == container_id]
 
+    @_kernel_errors("unpublish ports")
     def unpublish(self, container_id: str) -> int:
         with store.locked(self.dir):
             return self.firewall.unpublish(container_id)
@@ -458,6 +490,7 @@ class NetworkManager:
     def resolv_conf(self, container_id: str) -> Path:
         return self.files / container_id / "resolv.conf"
 
+    @_kernel_errors("write hosts and resolv.conf")
     def write_files(self, container_id: str, hostname: str, *, mode: str = "bridge",
                     extra_hosts: list[tuple[str, str]] | tuple = (),
                     dns_servers: list[str] | tuple = (), dns_search: list[str] | tuple = (),
@@ -531,6 +564,7 @@ class NetworkManager:
                 self._write_hosts(cid, store.read_json(meta_path), records)
 
     # --- teardown and cleanup ----------------------------------------------
+    @_kernel_errors("release container network")
     def release(self, container_id: str) -> None:
         """Everything of a container: ports, endpoints, files (on ``rm``).
 
@@ -552,6 +586,7 @@ class NetworkManager:
             for name in touched:
                 self._refresh_hosts(name)
 
+    @_kernel_errors("clean up network leftovers")
     def cleanup_orphans(self, known_container_ids: set[str] | list[str]) -> dict[str, list[str]]:
         """Remove what a crash left behind (``berth system prune``).
 

@@ -39,7 +39,7 @@ def write_in_place(path: Path, text: str) -> None:
     bind mount pins the inode, so a rename would leave the container reading
     the old file. Truncate and write the whole text in one write instead.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         data = text.encode()
         os.ftruncate(fd, 0)
