@@ -297,3 +297,22 @@ def test_a_kernel_failure_is_one_runtime_failure_line(env):
     assert "\n" not in str(e.value) and "to network" in str(e.value)
     assert env.nm.inspect(net.name)["Containers"] == {}
     assert not [n for n, i in links().items() if i.get("master") == net.bridge]
+
+
+def test_a_vm_on_a_user_network_has_a_name_and_publishes_like_a_container(env):
+    from berth.engine.network import parse_port_spec
+
+    net = env.net()
+    ns, c = env.netns(), env.cid()
+    vm = env.cid()
+    env.nm.connect(net.name, c, ns, name="app")
+    hosts, _ = env.nm.write_files(c, "app")
+    ep = env.nm.attach_tap(net.name, vm, name="vm1", aliases=["guest"])
+    assert f"{ep.ip}\tvm1 guest {vm[:12]}" in hosts.read_text().splitlines()
+    assert ep.guest_config() == {"mac": ep.mac, "address": f"{ep.ip}/24",
+                                 "gateway": net.gateway}
+    got = env.nm.publish(vm, parse_port_spec("127.0.0.1::8080"))
+    rules = [r["rule"] for r in table_json(env.table) if "rule" in r]
+    dnat = [r for r in rules if r.get("comment", "").startswith(f"c:{vm}")]
+    assert len(dnat) == 1 and f"{ep.ip}:8080" in dnat[0]["comment"]
+    assert f"127.0.0.1:{got[0].host_port}" in dnat[0]["comment"]
