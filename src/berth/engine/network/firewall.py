@@ -8,7 +8,9 @@ on first use; berth never reads or changes anyone else's tables. Chains::
   publish     (regular) one DNAT rule per published port, comment "c:<cid> ..."
   postrouting nat    hook postrouting srcnat  per network: masquerade outbound,
                                              masquerade 127/8 sources, hairpin
-  forward     filter hook forward     filter  per network: isolation, internal
+  forward     filter hook forward     filter  internal networks' drops, then
+                                             "ct status dnat accept", then
+                                             per network: isolation between bridges
   guard       filter hook prerouting  raw     per network: drop 127/8 arriving
                                              on a bridge (CVE-2020-8558 class)
 
@@ -72,6 +74,9 @@ class Firewall:
         cmds = [f"add table {self.t}", f"add set {self.t} bridges {{ type ifname; }}"]
         for name, spec in CHAINS:
             cmds.append(f"add chain {self.t} {name}" + (f" {{ {spec} }}" if spec else ""))
+        # Published ports are public: DNAT'd flows pass the isolation drops
+        # appended below this rule (internal networks' drops are inserted above it).
+        cmds.append(f"add rule {self.t} forward ct status dnat accept")
         cmds.append(f"add rule {self.t} prerouting fib daddr type local jump publish")
         cmds.append(f"add rule {self.t} output fib daddr type local jump publish")
         nft.run("\n".join(cmds))
@@ -117,9 +122,11 @@ class Firewall:
             f"drop comment {c}",
         ]
         if internal:
+            # inserted at the top: before the "ct status dnat accept" rule, so
+            # not even a published port lets traffic in or out.
             cmds += [
-                f"add rule {self.t} forward iifname {br} oifname != {br} drop comment {c}",
-                f"add rule {self.t} forward oifname {br} iifname != {br} drop comment {c}",
+                f"insert rule {self.t} forward iifname {br} oifname != {br} drop comment {c}",
+                f"insert rule {self.t} forward oifname {br} iifname != {br} drop comment {c}",
             ]
         else:
             cmds.append(f"add rule {self.t} postrouting ip saddr {s} ip daddr != {s} "
