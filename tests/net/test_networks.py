@@ -216,7 +216,7 @@ def test_internal_network_gets_no_default_route_and_no_masquerade(env):
             and inner.subnet.split("/")[0] in str(r["expr"])]
     # only the hairpin rule (ct status dnat) mentions the internal subnet
     assert all("dnat" in str(r["expr"]) for r in masq)
-    drops = [r for r in rules if r["chain"] == "forward" and r["comment"] == f"n:{inner.id}"]
+    drops = [r for r in rules if r["chain"] == "forward" and r.get("comment") == f"n:{inner.id}"]
     assert len(drops) == 3  # isolation + no traffic in + no traffic out
 
 
