@@ -354,8 +354,8 @@ class NetworkManager:
         if tap and tap[0] is not None and not IFNAME_RE.match(tap[0]):
             raise UsageError(f"{what}: invalid tap name {tap[0]!r} (at most 15 characters)")
         with store.locked(self.dir):
-            if network == DEFAULT_NETWORK:
-                self.ensure_default()
+            if network == DEFAULT_NETWORK and not self._path(DEFAULT_NETWORK).is_file():
+                self._create(DEFAULT_NETWORK, None, None, False, {})
             rec = self._record(network)
             if container_id in rec.get("endpoints", {}):
                 raise Conflict(f"{what}: already connected")
