@@ -112,6 +112,18 @@ def test_port_in_use_on_host_or_by_another_container_is_refused(env, tmp_path):
     assert [m.host_port for m in env.nm.ports(c1)] == [p]  # exactly c2's rules went
 
 
+def test_udp_port_held_on_the_host_even_with_reuseaddr_is_refused(env):
+    net = env.net()
+    ns, cid = env.netns(), env.cid()
+    env.nm.connect(net.name, cid, ns)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", 0))
+        with pytest.raises(Conflict, match="already in use"):
+            env.nm.publish(cid, parse_port_spec(f"127.0.0.1:{held.getsockname()[1]}:53/udp"))
+    assert env.nm.ports(cid) == []
+
+
 def test_publish_needs_an_endpoint(env):
     with pytest.raises(UsageError, match="no bridge network"):
         env.nm.publish(env.cid(), parse_port_spec("80"))

@@ -84,11 +84,14 @@ def _sock_type(proto: str) -> int:
 def host_port_free(host_ip: str, port: int, proto: str) -> bool:
     """True when no host socket holds ``host_ip:port/proto``.
 
-    A trial bind answers it; SO_REUSEADDR keeps TIME_WAIT leftovers from
-    counting as in use, while a listening or bound socket still does.
+    A trial bind answers it. For TCP, SO_REUSEADDR keeps TIME_WAIT leftovers
+    from counting as in use, while a listening or bound socket still does;
+    for UDP it would let the bind share a port another SO_REUSEADDR socket
+    holds, so it is not set there.
     """
     with socket.socket(socket.AF_INET, _sock_type(proto)) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if proto == "tcp":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host_ip or "0.0.0.0", port))
         except OSError as exc:
