@@ -78,7 +78,17 @@ Modes and namespaces
     create_netns(path: str) -> None; remove_netns(path: str) -> None
     prepare_netns(path: str) -> None          brings lo up (for --network none)
 
-Run order for ``berth run`` with a bridge network::
+All of it in one call, undone on any failure (the engine should use this)
+    setup_container(nm, container_id: str, mode: NetworkMode | str | None,
+                    netns_path: str, *, name="", hostname="", aliases=(), ip=None,
+                    mac=None, ports: list[PortMapping] = (), extra_hosts=(),
+                    dns_servers=(), dns_search=(), dns_options=()) -> ContainerNetwork
+        .namespace (config.json entry or None), .netns_path, .owns_netns,
+        .endpoints, .ports (ephemeral filled in), .hosts, .resolv_conf
+    teardown_container(nm, container_id: str, netns_path: str | None) -> None
+        (pass net.netns_path if net.owns_netns else None)
+
+Run order for ``berth run`` with a bridge network (what setup_container does)::
 
     mode = parse_network_mode(args.network)
     create_netns(p)                        # e.g. <root>/netns/<cid>
@@ -97,6 +107,7 @@ from berth.engine.network.endpoint import Endpoint, prepare_netns
 from berth.engine.network.mode import NetworkMode, parse_network_mode
 from berth.engine.network.networks import DEFAULT_NETWORK, Network, NetworkManager
 from berth.engine.network.ports import PortMapping, parse_port_spec
+from berth.engine.network.setup import ContainerNetwork, setup_container, teardown_container
 
 
 def attach(network: Network, netns_path: str, container_id: str, name: str = "",
@@ -122,6 +133,9 @@ def detach(endpoint: Endpoint) -> None:
 
 
 __all__ = [
+    "ContainerNetwork",
+    "setup_container",
+    "teardown_container",
     "attach",
     "attach_tap",
     "detach",
