@@ -82,3 +82,18 @@ def test_mode_conflicts_are_usage_errors_and_create_nothing(env):
     with pytest.raises(UsageError, match="not a network namespace"):
         setup_container(env.nm, env.cid(), "container:abc", other)
     os.unlink(other)
+
+
+def test_prune_netns_dir_unpins_unknown_namespaces(env, tmp_path):
+    from berth._sys.netns import create_netns
+    from berth.engine.network import prune_netns_dir
+
+    d = tmp_path / "netns"
+    d.mkdir()
+    keep, lost = d / "keep", d / "lost"
+    env.namespaces += [str(keep), str(lost)]
+    create_netns(str(keep))
+    create_netns(str(lost))
+    assert prune_netns_dir(d, {"keep"}) == ["lost"]
+    assert is_netns(str(keep)) and not lost.exists()
+    assert str(lost) not in open("/proc/self/mounts").read()

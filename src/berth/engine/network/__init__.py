@@ -70,6 +70,7 @@ Teardown and crashes
     nm.release(container_id: str) -> None     ports, endpoints, IPs, files; idempotent
                                               (call on rm, then remove_netns)
     nm.cleanup_orphans(known_container_ids) -> dict[str, list[str]]   system prune
+    prune_netns_dir(directory, known_ids) -> list[str]   unpin namespaces of unknown IDs
 
 Modes and namespaces
     parse_network_mode(text: str | None) -> NetworkMode    UsageError
@@ -107,7 +108,12 @@ from berth.engine.network.endpoint import Endpoint, prepare_netns
 from berth.engine.network.mode import NetworkMode, parse_network_mode
 from berth.engine.network.networks import DEFAULT_NETWORK, Network, NetworkManager
 from berth.engine.network.ports import PortMapping, parse_port_spec
-from berth.engine.network.setup import ContainerNetwork, setup_container, teardown_container
+from berth.engine.network.setup import (
+    ContainerNetwork,
+    prune_netns_dir,
+    setup_container,
+    teardown_container,
+)
 
 
 def attach(network: Network, netns_path: str, container_id: str, name: str = "",
@@ -134,6 +140,7 @@ def detach(endpoint: Endpoint) -> None:
 
 __all__ = [
     "ContainerNetwork",
+    "prune_netns_dir",
     "setup_container",
     "teardown_container",
     "attach",

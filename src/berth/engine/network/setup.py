@@ -90,3 +90,22 @@ def teardown_container(nm: NetworkManager, container_id: str, netns_path: str | 
     nm.release(container_id)
     if netns_path and os.path.lexists(netns_path):
         netns.remove_netns(netns_path)
+
+
+def prune_netns_dir(directory: str | os.PathLike, known_ids: set[str] | list[str]) -> list[str]:
+    """Unpin and delete namespace files in ``directory`` named after unknown IDs.
+
+    For ``system prune`` after a crash: a pinned namespace is a mount and
+    keeps its devices alive until it is unmounted. Returns the removed names.
+    """
+    known = set(known_ids)
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for n in names:
+        if n not in known:
+            netns.remove_netns(os.path.join(directory, n))
+            removed.append(n)
+    return removed
