@@ -22,6 +22,8 @@ pytestmark = pytest.mark.net
 
 
 def test_create_inspect_remove_network(env):
+    with open("/proc/sys/net/ipv4/conf/all/route_localnet") as f:
+        all_before = f.read()
     net = env.net(labels={"team": "a"})
     assert net.bridge in links()
     assert links()[net.bridge]["linkinfo"]["info_kind"] == "bridge"
@@ -33,7 +35,9 @@ def test_create_inspect_remove_network(env):
     assert net.name in [n.name for n in env.nm.list()]
     # the subnet does not overlap any route the host had
     with open(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet") as f:
-        assert f.read().strip() == "1"
+        assert f.read().strip() == "1"  # on our bridge only:
+    with open("/proc/sys/net/ipv4/conf/all/route_localnet") as f:
+        assert f.read() == all_before
     env.nm.remove(net.name)
     assert net.bridge not in links()
     with pytest.raises(NotFound):

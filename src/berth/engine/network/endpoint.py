@@ -1,6 +1,6 @@
 """Kernel side of networks: bridges, veth pairs into namespaces, taps for VMs.
 
-A container endpoint is a veth pair: the host end (``veth<hash>``) is a port
+A container endpoint is a veth pair: the host end (``veth<random>``) is a port
 of the network's bridge; the peer is created directly inside the
 container's network namespace under its final name (``eth0``, ``eth1``…),
 gets its address, and the first network also gets the default route.
@@ -43,7 +43,7 @@ class Endpoint:
     gateway: str
     mac: str
     ifname: str  # inside the container (eth0) or "" for a tap
-    host_ifname: str  # veth<hash> or the tap's name
+    host_ifname: str  # veth<random>, tap<random> or the given tap name
     kind: str = "veth"  # or "tap"
     netns: str = ""
     aliases: list[str] = field(default_factory=list)
