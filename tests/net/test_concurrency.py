@@ -31,3 +31,32 @@ def test_parallel_connects_get_distinct_addresses(env):
     assert len(set(ips)) == 6
     containers = env.nm.inspect(net.name)["Containers"]
     assert sorted(c["IPv4Address"].split("/")[0] for c in containers.values()) == sorted(ips)
+
+
+CREATE = """
+import sys
+from berth.engine.network import NetworkManager
+nm = NetworkManager(sys.argv[1], enable_ip_forward=False)
+print(nm.create("racer").subnet)
+"""
+
+
+def test_parallel_creates_in_different_roots_get_distinct_subnets(tmp_path):
+    from berth.engine.network import NetworkManager
+
+    roots = [tmp_path / f"r{i}" for i in range(4)]
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", CREATE, str(r)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for r in roots]
+        subnets = []
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+            subnets.append(out.strip())
+        assert len(set(subnets)) == 4
+    finally:
+        for r in roots:
+            nm = NetworkManager(r, enable_ip_forward=False)
+            for n in nm.list():
+                nm.remove(n.name)

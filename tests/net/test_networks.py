@@ -320,3 +320,12 @@ def test_a_vm_on_a_user_network_has_a_name_and_publishes_like_a_container(env):
     dnat = [r for r in rules if r.get("comment", "").startswith(f"c:{vm}")]
     assert len(dnat) == 1 and f"{ep.ip}:8080" in dnat[0]["comment"]
     assert f"127.0.0.1:{got[0].host_port}" in dnat[0]["comment"]
+
+
+def test_network_prune_removes_only_unused_user_networks(env):
+    used, unused = env.net(), env.net()
+    env.nm.ensure_default()
+    env.nm.connect(used.name, env.cid(), env.netns())
+    assert env.nm.prune() == [unused.name]
+    assert {n.name for n in env.nm.list()} == {used.name, "bridge"}
+    assert unused.bridge not in links()

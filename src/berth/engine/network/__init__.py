@@ -19,6 +19,7 @@ Networks (``berth network create/ls/inspect/rm/connect/disconnect``)
                                              unless that collides with a host route)
     nm.remove(name_or_id: str) -> None       Conflict while endpoints exist; NotFound
     nm.remove_default() -> None              also the default network (prune --all)
+    nm.prune() -> list[str]                  user networks without endpoints (network prune)
     nm.list() -> list[Network]
     nm.get(name_or_id: str) -> Network       NotFound
     nm.inspect(name_or_id: str) -> dict      shaped like ``docker network inspect``[0]

@@ -30,6 +30,7 @@ from berth.paths import DEFAULT_ENGINE_ROOT
 
 DEFAULT_NETWORK = "bridge"
 RESERVED = ("bridge", "host", "none", "default")
+HOST_LOCK_DIR = Path("/run/berth-net")
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 # Container IDs end up in nft comments and file names; names and aliases in
 # hosts files. Only these characters, so none of them can inject a rule, a
@@ -195,34 +196,42 @@ class NetworkManager:
         with store.locked(self.dir):
             if self._path(name).exists():
                 raise Conflict(f"create network {name}: a network with this name exists")
-            in_use = self._in_use()
-            if subnet:
-                net = ipam.parse_subnet(subnet, name)
-                ipam.check_overlap(net, in_use, name)
-            elif name == DEFAULT_NETWORK:
-                # 10.88.0.0/16 like podman; when taken (another engine root), a
-                # /24 from the pool, so many roots cannot exhaust the pool.
-                net = ipam.pick_subnet(in_use, [self.default_subnet, *(
-                    s for b in ipam.POOL for s in b.subnets(new_prefix=ipam.POOL_PREFIX))])
-            else:
-                net = ipam.pick_subnet(in_use)
-            gw = (ipam.parse_gateway(gateway, net, name) if gateway
-                  else ipam.default_gateway(net))
-            net_id = os.urandom(32).hex()
-            bridge = self.default_bridge if name == DEFAULT_NETWORK else f"br-{net_id[:12]}"
-            rec = {
-                "name": name, "id": net_id, "subnet": str(net), "gateway": str(gw),
-                "bridge": bridge, "internal": internal, "labels": dict(labels),
-                "created": datetime.datetime.now(datetime.UTC).isoformat(),
-                "allocations": {}, "endpoints": {},
-            }
-            self._ensure_kernel(rec)
-            try:
-                self._save(rec)
-            except BaseException:
-                self._remove_kernel(rec)
-                raise
-            return Network.from_record(rec, self)
+            # Host-wide: engine roots (and test runs) creating networks at the same
+            # time would otherwise both see a subnet free and both take it. Held
+            # until the bridge (whose route marks the subnet taken) exists.
+            with store.locked(HOST_LOCK_DIR):
+                return self._create_locked(name, subnet, gateway, internal, labels)
+
+    def _create_locked(self, name: str, subnet: str | None, gateway: str | None,
+                       internal: bool, labels: dict[str, str]) -> Network:
+        in_use = self._in_use()
+        if subnet:
+            net = ipam.parse_subnet(subnet, name)
+            ipam.check_overlap(net, in_use, name)
+        elif name == DEFAULT_NETWORK:
+            # 10.88.0.0/16 like podman; when taken (another engine root), a
+            # /24 from the pool, so many roots cannot exhaust the pool.
+            net = ipam.pick_subnet(in_use, [self.default_subnet, *(
+                s for b in ipam.POOL for s in b.subnets(new_prefix=ipam.POOL_PREFIX))])
+        else:
+            net = ipam.pick_subnet(in_use)
+        gw = (ipam.parse_gateway(gateway, net, name) if gateway
+              else ipam.default_gateway(net))
+        net_id = os.urandom(32).hex()
+        bridge = self.default_bridge if name == DEFAULT_NETWORK else f"br-{net_id[:12]}"
+        rec = {
+            "name": name, "id": net_id, "subnet": str(net), "gateway": str(gw),
+            "bridge": bridge, "internal": internal, "labels": dict(labels),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(),
+            "allocations": {}, "endpoints": {},
+        }
+        self._ensure_kernel(rec)
+        try:
+            self._save(rec)
+        except BaseException:
+            self._remove_kernel(rec)
+            raise
+        return Network.from_record(rec, self)
 
     def _ensure_kernel(self, rec: dict) -> None:
         """Bridge and rules of a network (again after a reboot or a crash)."""
@@ -284,6 +293,17 @@ class NetworkManager:
             # The last network is gone: so is our table (and any rule a
             # crash left in it), leaving the ruleset as berth found it.
             self.firewall.delete_table()
+
+    @_kernel_errors("prune networks")
+    def prune(self) -> list[str]:
+        """Remove every user-defined network without endpoints (``docker network prune``)."""
+        removed = []
+        with store.locked(self.dir):
+            for rec in self._records():
+                if rec["name"] != DEFAULT_NETWORK and not rec.get("endpoints"):
+                    self._remove(rec)
+                    removed.append(rec["name"])
+        return removed
 
     def get(self, name_or_id: str) -> Network:
         return Network.from_record(self._record(name_or_id), self)
