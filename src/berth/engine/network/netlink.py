@@ -5,7 +5,8 @@ the whole run has a budget of about 3x a bare ``runc run`` (~36 ms here).
 Importing pyroute2 0.9.7 takes 450-650 ms here (its package ``__init__``
 imports every netlink family and asyncio); even its ``iproute.linux`` module
 alone costs ~90-140 ms. This module imports in a few ms (mostly ``socket``) and speaks the same
-protocol (rtnetlink(7), netlink(7)); the tests check its work with pyroute2.
+protocol (rtnetlink(7), netlink(7)); the tests check its work independently,
+through iproute2's JSON output (``ip -j``).
 
 Messages are built with ``struct`` from the kernel's uapi layouts
 (``linux/rtnetlink.h``, ``linux/if_link.h``); every request asks for an ACK
