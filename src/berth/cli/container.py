@@ -368,7 +368,7 @@ def ps_row(rec, rs, trunc: bool = True) -> dict:
     return {
         "ID": rec["Id"][:12] if trunc else rec["Id"],
         "Image": rec["Image"],
-        "Command": json.dumps(cmd),
+        "Command": json.dumps(cmd, ensure_ascii=False),
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(rec["CreatedTs"])),
         "RunningFor": human_duration(time.time() - rec["CreatedTs"]) + " ago",
         "Status": status_text(rec, rs),
