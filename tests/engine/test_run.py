@@ -120,3 +120,22 @@ def test_entrypoint_and_labels_in_inspect(berth):
     assert d["Isolation"] == "container"
     r = berth("start", "-a", cid)
     assert r.stdout == "one two\n"
+
+
+def test_tty_run_and_exec_get_a_terminal(berth):
+    import shutil
+
+    if not shutil.which("script"):
+        import pytest
+
+        pytest.skip("script(1) is needed to give the CLI a terminal")
+    cmd = f"{berth_cmd(berth)} run -t --rm busybox sh -c 'tty; exit 4'"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 4
+    assert "/dev/pts/" in r.stdout
+
+
+def berth_cmd(berth) -> str:
+    from conftest import BERTH
+
+    return f"{BERTH} --root {berth.root}"

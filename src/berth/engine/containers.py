@@ -115,7 +115,7 @@ class Engine:
         if opts.isolation == "vm":
             from berth.engine.backends import check_isolation
 
-            check_isolation(opts.isolation)
+            check_isolation(opts.isolation, self.runtime)
         image = images.get_image(str(self.root), opts.image)
         cid = names.new_id()
         name = (opts.name or "").lstrip("/") or names.generate_name(self.state.names())
