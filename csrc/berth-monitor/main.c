@@ -331,6 +331,12 @@ static pid_t spawn(char *const argv[], int in, int out, int err) {
     dup2(in >= 0 ? in : null, 0);
     dup2(out >= 0 ? out : null, 1);
     dup2(err >= 0 ? err : null, 2);
+    /* ignored dispositions survive exec: give the runtime (and through it the
+     * container, whose shell could not even trap a signal ignored on entry)
+     * default ones, and an empty mask */
+    int sigs[] = {SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGCHLD};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
@@ -967,6 +973,10 @@ int main(int argc, char **argv) {
         pid_t e = fork();
         if (e == 0) {
             setsid();
+            signal(SIGPIPE, SIG_DFL);
+            signal(SIGHUP, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
             sigset_t none;
             sigemptyset(&none);
             sigprocmask(SIG_SETMASK, &none, NULL);

@@ -139,3 +139,12 @@ def berth_cmd(berth) -> str:
     from conftest import BERTH
 
     return f"{BERTH} --root {berth.root}"
+
+
+def test_container_starts_with_no_ignored_or_blocked_signals(berth):
+    # the monitor ignores SIGTERM/SIGHUP/SIGPIPE itself; dispositions survive exec,
+    # so it must reset them, or `trap ... TERM` in a container shell would not work
+    r = berth("run", "--rm", "busybox", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status")
+    assert r.returncode == 0
+    for line in r.stdout.splitlines():
+        assert int(line.split()[1], 16) == 0, line
