@@ -185,3 +185,35 @@ def test_system_prune_removes_crash_leftovers(berth, engine_root):
     r = berth("system", "prune", "-f")
     assert r.returncode == 0
     assert not orphan.exists()
+
+
+def test_oom_kill_is_recorded(berth):
+    cid = berth.out("run", "-d", "-m", "8m", "busybox", "sh", "-c",
+                    "x=$(head -c 64m /dev/zero | tr '\\0' a); echo survived").strip()
+    assert berth.out("wait", cid) == "137\n"
+    st = berth.status(cid)
+    assert st["OOMKilled"] is True and st["ExitCode"] == 137
+
+
+def test_exec_detached(berth):
+    cid = berth.out("run", "-d", "busybox", "sleep", "60").strip()
+    r = berth("exec", "-d", cid, "sh", "-c", "sleep 0.2; echo done > /tmp/marker")
+    assert r.returncode == 0
+    assert wait_for(lambda: berth("exec", cid, "cat", "/tmp/marker").stdout == "done\n")
+
+
+def test_concurrent_creates_with_one_name_end_in_one_conflict(berth):
+    import subprocess
+
+    from conftest import BERTH
+
+    name = f"race{os.getpid()}"
+    procs = [subprocess.Popen([BERTH, "--root", str(berth.root), "create", "--name", name, "busybox", "true"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = [(p.wait(), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in results) == [0] + [125] * 5
+    assert all("already in use" in err for rc, err in results if rc)
+    # and the losers left nothing on disk
+    dirs = list((berth.root / "containers").iterdir())
+    ids = berth.ids()
+    assert all(d.name in ids for d in dirs)
