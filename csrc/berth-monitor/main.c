@@ -8,12 +8,13 @@
  *   1. daemonizes (fork, setsid, fork) and becomes child subreaper
  *      (PR_SET_CHILD_SUBREAPER) so the container's init, orphaned when the
  *      runtime's `create` exits, is reparented to us and we can reap it;
- *   2. runs `RUNTIME --root R create --bundle B --pid-file F [--console-socket S] ID`
- *      with the container's stdio on pipes (or receives the pty master);
- *   3. reports "pid N" or "error CODE MESSAGE" as one line on --sync-fd and
+ *   2. with --attach, says "listening" on --sync-fd and waits (bounded) for
+ *      the first attach client, so it sees all output;
+ *   3. runs `RUNTIME --root R run --detach --bundle B --pid-file F
+ *      [--console-socket S] ID` with the container's stdio on pipes (or
+ *      receives the pty master);
+ *   4. reports "pid N" or "error CODE MESSAGE" as one line on --sync-fd and
  *      closes it, so the CLI can go;
- *   4. with --attach, waits (bounded) for the first attach client, then runs
- *      `RUNTIME start ID`;
  *   5. copies the container's output into a json-file log (docker's format,
  *      size-rotated) and to attach clients (docker's 8-byte stream framing),
  *      and attach clients' input into the container's stdin;
@@ -350,6 +351,15 @@ static pid_t spawn(char *const argv[], int in, int out, int err) {
 static pid_t container_pid = -1;
 static int container_status = -1;
 
+/* Children reaped while we waited for someone else. With `run --detach` a
+ * short-lived container can exit before the runtime does (its zombie is
+ * reparented to us when the runtime exits): its status must not be lost
+ * before we have read its pid. */
+#define EARLY_MAX 64
+static pid_t early_pid[EARLY_MAX];
+static int early_status[EARLY_MAX];
+static int early_n = 0;
+
 static int wait_child(pid_t p) {
     int st;
     for (;;) {
@@ -359,11 +369,28 @@ static int wait_child(pid_t p) {
                 continue;
             return -1;
         }
-        if (r == container_pid && container_pid > 0)
-            container_status = st;
         if (r == p)
             return st;
+        if (r == container_pid && container_pid > 0)
+            container_status = st;
+        else if (early_n < EARLY_MAX) {
+            early_pid[early_n] = r;
+            early_status[early_n++] = st;
+        }
     }
+}
+
+/* The status of `pid` if it was reaped early, else -1. */
+static int take_early(pid_t pid) {
+    for (int i = 0; i < early_n; i++) {
+        if (early_pid[i] == pid) {
+            int st = early_status[i];
+            early_pid[i] = early_pid[--early_n];
+            early_status[i] = early_status[early_n];
+            return st;
+        }
+    }
+    return -1;
 }
 
 static int run_runtime(const char *verb, const char *extra, int out, int err) {
@@ -442,6 +469,13 @@ static int recv_fd(int sock) {
     int fd;
     memcpy(&fd, CMSG_DATA(c), sizeof fd);
     return fd;
+}
+
+static void sync_line(const char *line) {
+    if (sync_fd >= 0) {
+        write_all(sync_fd, line, strlen(line));
+        write_all(sync_fd, "\n", 1);
+    }
 }
 
 static void sync_report(const char *fmt, ...) {
@@ -546,7 +580,18 @@ static int run_once(int first) {
             die("pipe: %s", strerror(errno));
     }
 
-    /* create */
+    /* with --attach, the first client connects before the container starts,
+     * so it sees all output: say "listening", then wait (bounded: a CLI that
+     * died does not block the container) */
+    if (first && wait_attach) {
+        sync_line("listening");
+        struct pollfd lp = {listen_fd, POLLIN, 0};
+        if (poll(&lp, 1, 10000) > 0)
+            clients_accept();
+    }
+
+    /* create and start in one runtime call (`run --detach`): one process
+     * fewer than create + start on every container start */
     char pidfile[] = "container.pid";
     unlink(pidfile);
     char *argv[16];
@@ -556,7 +601,8 @@ static int run_once(int first) {
         argv[n++] = "--root";
         argv[n++] = (char *)runtime_root;
     }
-    argv[n++] = "create";
+    argv[n++] = "run";
+    argv[n++] = "--detach";
     argv[n++] = "--bundle";
     argv[n++] = (char *)bundle;
     argv[n++] = "--pid-file";
@@ -646,25 +692,15 @@ static int run_once(int first) {
     }
     close(rterr[0]);
     container_pid = cpid;
-    container_status = -1;
+    container_status = take_early(cpid);
+    early_n = 0;
     stdin_w = use_terminal ? pty : inp[1];
     now_rfc3339(started_at, sizeof started_at);
-    write_status("created", cpid, 0, 0, NULL, NULL);
+    /* status first: whoever reads our "pid" line may look at it at once */
+    write_status("running", cpid, 0, 0, NULL, NULL);
     if (first)
         sync_report("pid %d", cpid);
 
-    /* with --attach, give the client a moment to connect before start so no
-     * output is lost (bounded: a CLI that died does not block the container) */
-    if (first && wait_attach) {
-        struct pollfd pf = {listen_fd, POLLIN, 0};
-        if (poll(&pf, 1, 10000) > 0)
-            clients_accept();
-    }
-    int sst = run_runtime("start", NULL, -1, -1);
-    if (!(WIFEXITED(sst) && WEXITSTATUS(sst) == 0) && container_status == -1) {
-        run_runtime("kill", "KILL", -1, -1);
-    }
-    write_status("running", cpid, 0, 0, NULL, NULL);
     double started_mono = mono_now();
     if (health_cmd)
         next_health = mono_now() + 1;

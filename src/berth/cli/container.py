@@ -203,10 +203,14 @@ def _run_attached(eng, rec, interactive: bool, tty: bool, remove: bool) -> int:
     from berth.engine.attach import attach
     from berth.engine.monitor import connect
 
+    socks = []
     try:
-        eng.start(rec, attach=True, stdin=interactive)
-        sock = connect(eng.cdir(rec["Id"]))
+        eng.start(rec, attach=True, stdin=interactive,
+                  on_listening=lambda: socks.append(connect(eng.cdir(rec["Id"]))))
+        sock = socks[0] if socks else connect(eng.cdir(rec["Id"]))
     except BaseException:
+        for s in socks:
+            s.close()
         if remove:
             eng.remove(rec["Id"], force=True)
         raise

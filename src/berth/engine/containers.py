@@ -262,8 +262,12 @@ class Engine:
 
     # ---- start --------------------------------------------------------------
 
-    def start(self, ref: str | dict, attach: bool = False, stdin: bool = False) -> dict[str, Any]:
+    def start(self, ref: str | dict, attach: bool = False, stdin: bool = False,
+              on_listening=None) -> dict[str, Any]:
         """Start a created or exited container (docker start). Returns the record.
+
+        With ``attach``, ``on_listening()`` runs once the monitor's attach
+        socket is up and before the container starts (connect there).
 
         Raises:
             CommandNotFound (127) / CannotInvoke (126): the command cannot run.
@@ -308,7 +312,7 @@ class Engine:
             exit_command=exit_cmd,
         )
         try:
-            launch(args)
+            launch(args, on_listening)
         except BaseException:
             net.down()
             raise

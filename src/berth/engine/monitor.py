@@ -50,8 +50,11 @@ def _clean_runtime_error(msg: str) -> str:
     return msg.strip()
 
 
-def launch(a: MonitorArgs) -> int:
+def launch(a: MonitorArgs, on_listening=None) -> int:
     """Start the monitor for one run of the container; return the container pid.
+
+    With ``a.attach`` the monitor first says "listening": ``on_listening()``
+    then connects to the attach socket, before the container starts.
 
     Raises:
         CommandNotFound / CannotInvoke / BerthError: the runtime's create failed
@@ -87,6 +90,10 @@ def launch(a: MonitorArgs) -> int:
         os.close(w)
     with os.fdopen(r, "rb") as f:
         line = f.readline().decode(errors="replace").strip()
+        if line == "listening":
+            if on_listening is not None:
+                on_listening()
+            line = f.readline().decode(errors="replace").strip()
     _, err = p.communicate()
     if not line:
         raise BerthError(f"start container {a.cid[:12]}: monitor failed: "
