@@ -217,3 +217,11 @@ def test_concurrent_creates_with_one_name_end_in_one_conflict(berth):
     dirs = list((berth.root / "containers").iterdir())
     ids = berth.ids()
     assert all(d.name in ids for d in dirs)
+
+
+def test_instant_exit_of_detached_container_is_recorded(berth):
+    # the container can exit before the runtime's `run --detach` returns; the
+    # monitor reaps it then and must still record its status
+    for code in range(3):
+        cid = berth.out("run", "-d", "--network", "none", "busybox", "sh", "-c", f"exit {code}").strip()
+        assert berth("wait", cid, timeout=30).stdout == f"{code}\n"
