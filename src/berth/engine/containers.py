@@ -17,7 +17,6 @@ The record in the database (``state.py``) is docker-shaped so that
 from __future__ import annotations
 
 import os
-import shutil
 import signal as _signal
 import subprocess
 import sys
@@ -489,6 +488,8 @@ class Engine:
             images.unmount_rootfs(cdir)
         except OSError:
             pass
+        import shutil
+
         shutil.rmtree(cdir, ignore_errors=True)
 
     # ---- rename -------------------------------------------------------------

@@ -11,10 +11,8 @@ is not importable, the only image is a built-in ``busybox`` made by
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 from berth.engine._record import factory, record
@@ -59,6 +57,8 @@ def _builtin(root: str, ref: str) -> ImageInfo:
     base = Path(root) / "builtin" / "busybox"
     rootfs = base / "rootfs"
     if not (base / "ready").exists():
+        import shutil
+
         from berth.image.busybox import make_rootfs
 
         tmp = base.with_name(f".busybox.{os.getpid()}")
@@ -69,6 +69,8 @@ def _builtin(root: str, ref: str) -> ImageInfo:
             os.rename(tmp, base)
         except OSError:  # another process made it first
             shutil.rmtree(tmp, ignore_errors=True)
+    import hashlib
+
     digest = hashlib.sha256(b"berth-builtin-busybox").hexdigest()
     cfg = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
            "Cmd": ["sh"]}

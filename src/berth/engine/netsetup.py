@@ -93,7 +93,8 @@ def _resolv_conf(dns: list[str]) -> str:
 
 def plan_network(engine, opts, cid: str, name: str, hostname: str) -> NetPlan:
     mode = opts.network or "default"
-    lib = _network_lib()
+    # the network library is imported only for modes that need it (start-up time)
+    lib = _network_lib() if mode not in ("none", "host") and not mode.startswith("container:") else None
     if mode == "default":
         mode = "bridge" if lib else "none"
     if mode in ("none", "host"):
