@@ -33,7 +33,7 @@ class FileLock:
         self._local = threading.local()
 
     @contextmanager
-    def _hold(self, op: int) -> Iterator[None]:
+    def _hold(self, op: int, blocking: bool = True) -> Iterator[None]:
         held = getattr(self._local, "mode", None)
         if held is not None:
             if op == fcntl.LOCK_EX and held != fcntl.LOCK_EX:
@@ -43,7 +43,7 @@ class FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, op)
+            fcntl.flock(fd, op if blocking else op | fcntl.LOCK_NB)
             self._local.mode = op
             try:
                 yield
@@ -55,5 +55,6 @@ class FileLock:
     def shared(self):
         return self._hold(fcntl.LOCK_SH)
 
-    def exclusive(self):
-        return self._hold(fcntl.LOCK_EX)
+    def exclusive(self, blocking: bool = True):
+        """Raises BlockingIOError when not ``blocking`` and someone else holds the lock."""
+        return self._hold(fcntl.LOCK_EX, blocking)

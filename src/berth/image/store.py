@@ -203,7 +203,7 @@ class ImageStore:
 
         This is the single point that makes an image visible.
         """
-        manifest = self._parse_manifest(manifest_bytes, "commit image")
+        manifest = self.parse_manifest(manifest_bytes, "commit image")
         refs = [reference.parse_tag_target(t) for t in tags]
         rdigests = [reference.parse(d, default_tag=False) for d in repo_digests]
         with self.gc_lock.shared():
@@ -235,7 +235,7 @@ class ImageStore:
         return self._load(image_id, index)
 
     @staticmethod
-    def _parse_manifest(data: bytes, what: str) -> dict:
+    def parse_manifest(data: bytes, what: str) -> dict:
         try:
             manifest = json.loads(data)
             if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
@@ -422,6 +422,15 @@ class ImageStore:
         """Remove unreferenced blobs, layer dirs and leftovers of killed commands."""
         with self.gc_lock.exclusive(), self.index_lock.exclusive():
             return self._collect(self._read_index())
+
+    def try_collect(self) -> bool:
+        """``collect`` if nobody else is using the store right now (after a failed pull)."""
+        try:
+            with self.gc_lock.exclusive(blocking=False), self.index_lock.exclusive():
+                self._collect(self._read_index())
+            return True
+        except (BlockingIOError, RuntimeError):
+            return False
 
     def _referenced(self, index: dict) -> tuple[set[str], set[str]]:
         blobs: set[str] = set()
