@@ -1,0 +1,151 @@
+"""Fixtures for the image tests: a real registry (Debian's docker-registry) on
+127.0.0.1, one with htpasswd auth, stores in temporary roots, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from berth.image.store import ImageStore
+
+BERTH = str(Path(sys.executable).parent / "berth")
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@dataclass
+class RegistryProc:
+    host: str
+    pid: int
+    dir: Path
+    user: str | None = None
+    password: str | None = None
+
+
+def _start_registry(tmp: Path, htpasswd: Path | None = None) -> tuple[subprocess.Popen, str]:
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed (scripts/setup.sh)")
+    port = free_port()
+    auth = ""
+    if htpasswd is not None:
+        auth = f"auth:\n  htpasswd:\n    realm: berth-test\n    path: {htpasswd}\n"
+    (tmp / "config.yml").write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp}/data\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+    )
+    log = open(tmp / "log", "wb")
+    p = subprocess.Popen(["docker-registry", "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/v2/"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            break
+        except urllib.error.HTTPError:
+            break  # 401 from the auth registry: it is up
+        except OSError:
+            if p.poll() is not None:
+                raise RuntimeError(f"docker-registry exited: {(tmp / 'log').read_text()[-500:]}") from None
+            time.sleep(0.05)
+    else:
+        p.kill()
+        raise RuntimeError("docker-registry did not start")
+    return p, f"127.0.0.1:{port}"
+
+
+def _stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """An anonymous docker-registry on 127.0.0.1, storage in a temp dir, for the session."""
+    tmp = tmp_path_factory.mktemp("registry")
+    p, host = _start_registry(tmp)
+    yield RegistryProc(host, p.pid, tmp)
+    _stop(p)
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory):
+    """A docker-registry that demands Basic auth (htpasswd, bcrypt)."""
+    if shutil.which("htpasswd") is None:
+        pytest.skip("htpasswd (apache2-utils) is not installed")
+    tmp = tmp_path_factory.mktemp("authreg")
+    user, password = "tester", f"pw-{os.getpid()}"
+    subprocess.run(["htpasswd", "-Bbc", str(tmp / "htpasswd"), user, password], check=True,
+                   capture_output=True)
+    p, host = _start_registry(tmp, tmp / "htpasswd")
+    yield RegistryProc(host, p.pid, tmp, user, password)
+    _stop(p)
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def store(root) -> ImageStore:
+    return ImageStore(root)
+
+
+@pytest.fixture(scope="session")
+def busybox_archive(tmp_path_factory) -> Path:
+    """A docker-archive of the bootstrapped busybox image, made once, for loading into stores."""
+    from berth.image.archive import save
+    from berth.image.bootstrap import bootstrap_busybox
+
+    d = tmp_path_factory.mktemp("bbarchive")
+    s = ImageStore(d / "root")
+    bootstrap_busybox(s)
+    save(s, ["busybox"], str(d / "busybox.tar"))
+    return d / "busybox.tar"
+
+
+@pytest.fixture
+def bb_store(store, busybox_archive) -> ImageStore:
+    """A store holding busybox:latest."""
+    from berth.image.archive import load
+
+    load(store, str(busybox_archive))
+    return store
+
+
+def berth(root: Path, *args: str, input: bytes | None = None, check: bool = False,
+          env: dict | None = None) -> subprocess.CompletedProcess:
+    r = subprocess.run([BERTH, "--root", str(root), *args], capture_output=True, input=input,
+                       timeout=120, env={**os.environ, **(env or {})})
+    if check and r.returncode != 0:
+        raise AssertionError(f"berth {' '.join(args)} failed ({r.returncode}): {r.stderr.decode()}")
+    return r
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
+    """Non-zero exit, exactly one line on stderr, no traceback, containing the needles."""
+    err = r.stderr.decode()
+    assert r.returncode != 0, err
+    assert "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
