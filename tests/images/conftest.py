@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,18 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from image_helpers import FakeRegistry, free_port
 
 from berth.image.store import ImageStore
-
-BERTH = str(Path(sys.executable).parent / "berth")
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @dataclass
@@ -132,20 +121,8 @@ def bb_store(store, busybox_archive) -> ImageStore:
     return store
 
 
-def berth(root: Path, *args: str, input: bytes | None = None, check: bool = False,
-          env: dict | None = None) -> subprocess.CompletedProcess:
-    r = subprocess.run([BERTH, "--root", str(root), *args], capture_output=True, input=input,
-                       timeout=120, env={**os.environ, **(env or {})})
-    if check and r.returncode != 0:
-        raise AssertionError(f"berth {' '.join(args)} failed ({r.returncode}): {r.stderr.decode()}")
-    return r
-
-
-def assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
-    """Non-zero exit, exactly one line on stderr, no traceback, containing the needles."""
-    err = r.stderr.decode()
-    assert r.returncode != 0, err
-    assert "Traceback" not in err, err
-    assert len(err.strip().splitlines()) == 1, err
-    for n in needles:
-        assert n in err, err
+@pytest.fixture
+def fake_registry():
+    f = FakeRegistry()
+    yield f
+    f.close()
