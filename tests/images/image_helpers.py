@@ -22,9 +22,9 @@ def free_port() -> int:
 
 
 def berth(root: Path, *args: str, input: bytes | None = None, check: bool = False,
-          env: dict | None = None) -> subprocess.CompletedProcess:
+          env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     r = subprocess.run([BERTH, "--root", str(root), *args], capture_output=True, input=input,
-                       timeout=120, env={**os.environ, **(env or {})})
+                       timeout=timeout, env={**os.environ, **(env or {})})
     if check and r.returncode != 0:
         raise AssertionError(f"berth {' '.join(args)} failed ({r.returncode}): {r.stderr.decode()}")
     return r

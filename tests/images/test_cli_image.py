@@ -84,7 +84,7 @@ def test_image_help_lists_subcommands(root):
                     reason="debootstrap takes minutes: set BERTH_SLOW_TESTS=1")
 def test_bootstrap_debian_bookworm_with_debootstrap(tmp_path):
     root = tmp_path / "root"
-    r = berth(root, "image", "bootstrap", "debian:bookworm")
+    r = berth(root, "image", "bootstrap", "debian:bookworm", timeout=1800)
     assert r.returncode == 0, r.stderr.decode()
     s = ImageStore(root)
     img = s.get("debian:bookworm")
