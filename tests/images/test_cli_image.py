@@ -80,6 +80,7 @@ def test_image_help_lists_subcommands(root):
         assert f"  {sub}" in out
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.skipif(os.environ.get("BERTH_SLOW_TESTS") != "1",
                     reason="debootstrap takes minutes: set BERTH_SLOW_TESTS=1")
 def test_bootstrap_debian_bookworm_with_debootstrap(tmp_path):
