@@ -93,6 +93,13 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=5)
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args()
+    # an installed package has its bytecode compiled; PYTHONDONTWRITEBYTECODE (set on
+    # some CI hosts) would otherwise make every berth run recompile its sources
+    import compileall
+
+    import berth
+
+    compileall.compile_dir(os.path.dirname(berth.__file__), quiet=1)
     for tool in ("docker-registry", "skopeo"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (scripts/setup.sh)")

@@ -41,16 +41,13 @@ _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _REMOTE = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 
-REFERENCE_RE = re.compile(
-    rf"^((?:{_DOMAIN}/)?{_REMOTE})(?::({_TAG}))?(?:@({_DIGEST}))?$", re.ASCII
-)
-# the name part may contain upper case in the domain only: match it loosely, check later
+# the name is matched loosely here (upper case, separators) and checked piecewise
+# below, so each mistake gets its own message
 _ANY_CASE_REFERENCE_RE = re.compile(
     rf"^((?:{_DOMAIN}/)?[A-Za-z0-9._/-]+?)(?::({_TAG}))?(?:@({_DIGEST}))?$", re.ASCII
 )
 DOMAIN_RE = re.compile(rf"^{_DOMAIN}$", re.ASCII)
 REMOTE_RE = re.compile(rf"^{_REMOTE}$", re.ASCII)
-TAG_RE = re.compile(rf"^{_TAG}$", re.ASCII)
 ID_RE = re.compile(r"^[a-f0-9]{64}$")
 SHA256_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
