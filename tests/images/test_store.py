@@ -239,3 +239,30 @@ def test_disk_usage_counts_blobs(bb_store):
     assert du["images"] == 1 and du["active"] == 0
     assert du["size"] >= bb_store.get("busybox").size > 0
     assert du["reclaimable"] > 0
+
+
+def test_layer_dirs_unpack_once_and_are_shared_between_images(store):
+    pytest.importorskip("berth.image.extract")
+    shared = make_layer(store, {"etc/base": b"base"})
+    a = make_image(store, [shared, make_layer(store, {"a": b"a"})], ["a:1"])
+    b = make_image(store, [shared], ["b:1"], cmd="b")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda im: store.layer_dirs(im), [a, b, a, b]))
+    assert results[0][0] == results[1][0] == store.layer_path(shared["diff_id"])
+    assert (results[0][0] / "etc" / "base").read_bytes() == b"base"
+    assert (results[0][1] / "a").read_bytes() == b"a"
+    assert sorted(p.name for p in store.layer_dir.iterdir()) == sorted(
+        d[7:] for d in {shared["diff_id"], a.diff_ids[1]})
+    store.remove("a:1")
+    assert [p.name for p in store.layer_dir.iterdir()] == [shared["diff_id"][7:]]
+
+
+def test_layer_whose_content_does_not_match_its_diff_id_is_not_unpacked(store):
+    pytest.importorskip("berth.image.extract")
+    layer = make_layer(store, {"x": b"1"})
+    layer["diff_id"] = digest_bytes(b"something else")
+    img = make_image(store, [layer], ["lie:1"])
+    with pytest.raises(DigestMismatch, match="diff_id"):
+        store.layer_dirs(img)
+    assert not store.layer_path(layer["diff_id"]).exists()
+    assert list(store.tmp_dir.iterdir()) == []

@@ -136,7 +136,9 @@ def _write_tar(out: str, files: list[tuple[str, bytes | Path]]) -> None:
             emit(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -520,6 +522,9 @@ def export_image(store: ImageStore, name: str, out: str) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 write_tree_tar(tree, f)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # as a file the user created, not mkstemp's 0600
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
