@@ -53,6 +53,7 @@ class FakeRegistry:
         self.manifests: dict[str, tuple[bytes, str]] = {}
         self.blobs: dict[str, bytes] = {}
         self.slow = 0.0
+        self.redirects: dict[str, str] = {}  # blob digest -> Location
         self.bearer: tuple[str, str] | None = None  # (user, password) the token server wants
         self.tokens: set[str] = set()
         self.log: list[str] = []
@@ -102,6 +103,8 @@ class FakeRegistry:
                     return self._send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}')
                 if "blobs" in parts:
                     d = parts[-1]
+                    if d in fake.redirects:
+                        return self._send(307, b"", {"Location": fake.redirects[d]})
                     if d not in fake.blobs:
                         return self._send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}')
                     data = fake.blobs[d]

@@ -327,3 +327,49 @@ def test_unreachable_registry_is_one_line(tmp_path):
 
 def test_hashlib_used_for_digests_matches_sha256():
     assert digest_bytes(b"") == "sha256:" + hashlib.sha256(b"").hexdigest()
+
+
+def test_blob_redirect_to_a_non_http_url_is_refused(store, fake_registry):
+    plain = tar_bytes({"f": b"1"})
+    fake_registry.add_image("x/r:1", {"config": {}}, [plain], mt.OCI_LAYER, [digest_bytes(plain)])
+    fake_registry.redirects[digest_bytes(plain)] = "file:///etc/shadow"
+    with pytest.raises(reg.RegistryError, match="refusing file URL"):
+        pull(store, f"{fake_registry.host}/x/r:1")
+    assert store.list() == []
+
+
+def test_blob_redirect_to_another_host_gets_no_credentials(store, root, fake_registry):
+    from image_helpers import FakeRegistry
+
+    from berth.image import auth
+
+    plain = tar_bytes({"f": b"2"})
+    fake_registry.add_image("x/s:1", {"config": {}}, [plain], mt.OCI_LAYER, [digest_bytes(plain)])
+    other = FakeRegistry()
+    try:
+        other.blobs[digest_bytes(plain)] = plain
+        fake_registry.redirects[digest_bytes(plain)] = f"http://localhost:{other.host.split(':')[1]}/v2/x/blobs/{digest_bytes(plain)}"
+        seen = []
+        orig = other.server.RequestHandlerClass.do_GET
+
+        def spy(h):
+            seen.append(h.headers.get("Authorization"))
+            return orig(h)
+
+        other.server.RequestHandlerClass.do_GET = spy
+        auth.store_credentials(root, fake_registry.host, "u", "p")
+        fake_registry.bearer = ("u", "p")
+        img = pull(store, f"{fake_registry.host}/x/s:1")
+        assert img.repo_tags and seen and seen[0] is None
+    finally:
+        other.close()
+
+
+def test_descriptor_without_size_is_refused(store, fake_registry):
+    d = fake_registry.add_image("x/n:1", {"config": {}}, [b"abc"], mt.OCI_LAYER, [digest_bytes(b"abc")])
+    body, mtype = fake_registry.manifests[d]
+    m = json.loads(body)
+    del m["layers"][0]["size"]
+    fake_registry.manifests["1"] = (json.dumps(m).encode(), mtype)
+    with pytest.raises(reg.RegistryError, match="no valid size"):
+        pull(store, f"{fake_registry.host}/x/n:1")

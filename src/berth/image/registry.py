@@ -35,6 +35,7 @@ from berth.image.store import Image, ImageStore
 
 MAX_MANIFEST = 4 << 20  # distribution's own limit for manifests
 MAX_TOKEN = 1 << 20
+MAX_CONFIG = 64 << 20
 PULL_WORKERS = 4
 PUSH_WORKERS = 4
 CHUNKED_THRESHOLD = 64 << 20  # blobs larger than this are sent in PATCH chunks
@@ -140,6 +141,10 @@ class Registry:
 
     def _raw(self, method: str, url: str, headers: dict, body=None) -> Response:
         u = urllib.parse.urlsplit(url)
+        if u.scheme not in ("https", "http") or (u.scheme == "http" and not self.allow_http):
+            # a redirect or upload Location may not downgrade to plain HTTP or leave HTTP(S)
+            raise RegistryError(f"{method} {url[:100]}: refusing {u.scheme or 'relative'} URL "
+                                f"for registry {self.host}")
         path = u.path + (f"?{u.query}" if u.query else "")
         for attempt in (0, 1):
             c = self._conn(u.scheme, u.netloc)
@@ -248,19 +253,19 @@ class Registry:
             if r.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
                 r.read()
                 loc = urllib.parse.urljoin(url, r.header("Location"))
-                return self._follow(method, loc, url, headers)
+                return self._follow(method, loc, url, headers, scope)
             if r.status not in ok:
                 raise self._error(method, url, r)
             return r
         raise Unauthorized(f"{method} {url}: unauthorized")
 
-    def _follow(self, method: str, url: str, origin: str, headers: dict | None) -> Response:
+    def _follow(self, method: str, url: str, origin: str, headers: dict | None, scope: str) -> Response:
         """Follow a blob redirect (storage backends); credentials only go to the same host."""
         for _ in range(5):
             same = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(origin).netloc
             h = dict(headers or {}, **{"User-Agent": USER_AGENT})
             if same:
-                h = self._headers(None, h)
+                h = self._headers(scope, h)
             r = self._raw(method, url, h)
             if r.status in (301, 302, 303, 307, 308):
                 r.read()
@@ -463,6 +468,12 @@ def pull(store: ImageStore, name: str, *, platform: str | None = None, insecure:
                 if mtype not in mt.MANIFESTS:
                     raise RegistryError(f"pull {ref}: index entry {chosen['digest']} is not an image manifest")
             manifest = store.parse_manifest(body, f"pull {ref}")
+            for d in [manifest["config"], *manifest.get("layers", [])]:
+                # sizes bound every download (a registry cannot stream forever)
+                if not isinstance(d.get("size"), int) or d["size"] < 0:
+                    raise RegistryError(f"pull {ref}: descriptor {d.get('digest')} has no valid size")
+            if manifest["config"]["size"] > MAX_CONFIG:
+                raise RegistryError(f"pull {ref}: image config of {manifest['config']['size']} bytes is too large")
             for d in manifest.get("layers", []):
                 if d.get("mediaType", mt.OCI_LAYER_GZIP) not in mt.LAYERS:
                     raise RegistryError(f"pull {ref}: unsupported layer media type {d.get('mediaType')!r}")
