@@ -224,27 +224,31 @@ class _Source:
 
 def load(store: ImageStore, path: str) -> list[str]:
     """Load every image of a docker-archive or OCI layout; return docker's ``Loaded image…`` lines."""
-    src = _Source(path, store.tmp_dir)
-    try:
-        with store.gc_lock.shared():
-            if src.has("manifest.json"):
-                return _load_docker(store, src)
-            if src.has("index.json"):
-                return _load_oci(store, src)
-            if src.dir is not None:
-                # skopeo's ``oci:DIR/NAME:TAG`` puts the layout one level down
-                subs = sorted(p for p in src.dir.iterdir()
-                              if p.is_dir() and not p.is_symlink() and (p / "index.json").is_file())
-                out: list[str] = []
-                for sub in subs:
-                    out += load(store, str(sub))
-                if out:
-                    return out
-            raise UsageError(f"load {path}: neither a docker archive (manifest.json) nor an OCI layout (index.json)")
-    except (KeyError, TypeError, AttributeError) as e:
-        raise UsageError(f"load {path}: malformed archive metadata ({e.__class__.__name__}: {e})") from e
-    finally:
-        src.close()
+    with store.gc_lock.shared():
+        src = _Source(path, store.tmp_dir)
+        try:
+            return _load_any(store, src, path)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise UsageError(f"load {path}: malformed archive metadata ({e.__class__.__name__}: {e})") from e
+        finally:
+            src.close()
+
+
+def _load_any(store: ImageStore, src: _Source, path: str) -> list[str]:
+    if src.has("manifest.json"):
+        return _load_docker(store, src)
+    if src.has("index.json"):
+        return _load_oci(store, src)
+    if src.dir is not None:
+        # skopeo's ``oci:DIR/NAME:TAG`` puts the layout one level down
+        subs = sorted(p for p in src.dir.iterdir()
+                      if p.is_dir() and not p.is_symlink() and (p / "index.json").is_file())
+        out: list[str] = []
+        for sub in subs:
+            out += load(store, str(sub))
+        if out:
+            return out
+    raise UsageError(f"load {path}: neither a docker archive (manifest.json) nor an OCI layout (index.json)")
 
 
 def _blob_name(digest: str) -> str:

@@ -61,6 +61,11 @@ def layer_from_dir(store: ImageStore, src: Path, *, mtime: int | None = 0) -> di
     Returns the layer descriptor with a ``diff_id`` key.
     """
     src = Path(src)
+    with store.gc_lock.shared():  # keeps a collection from sweeping tmp/ under us
+        return _layer_from_dir(store, src, mtime)
+
+
+def _layer_from_dir(store: ImageStore, src: Path, mtime: int | None) -> dict:
     f, tmp = new_temp(store.tmp_dir, "layer-")
     try:
         gz, outer, inner = _compressed_sink(f)
@@ -90,6 +95,11 @@ def layer_from_dir(store: ImageStore, src: Path, *, mtime: int | None = 0) -> di
 
 def layer_from_tar(store: ImageStore, path: Path) -> dict:
     """A layer from a (gzip, zstd or plain) tarball, checked to be a tar, recompressed."""
+    with store.gc_lock.shared():
+        return _layer_from_tar(store, path)
+
+
+def _layer_from_tar(store: ImageStore, path: Path) -> dict:
     try:
         raw = open(path, "rb")
     except FileNotFoundError as e:
