@@ -373,3 +373,25 @@ def test_descriptor_without_size_is_refused(store, fake_registry):
     fake_registry.manifests["1"] = (json.dumps(m).encode(), mtype)
     with pytest.raises(reg.RegistryError, match="no valid size"):
         pull(store, f"{fake_registry.host}/x/n:1")
+
+
+def test_token_realm_over_plain_http_is_refused_for_a_tls_registry(tmp_path):
+    r = Registry("registry.example.com", root=tmp_path)  # no request is made: refused first
+    with pytest.raises(Unauthorized, match="not HTTPS"):
+        r._authenticate('Bearer realm="http://evil.example/token",service="x"', "repository:a:pull")
+
+
+def test_manifest_naming_a_digest_that_is_a_path_is_refused(store, fake_registry):
+    m = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+         "config": {"mediaType": mt.OCI_CONFIG, "digest": "sha256:../../../../etc/passwd", "size": 2},
+         "layers": []}
+    fake_registry.manifests["1"] = (json.dumps(m).encode(), mt.OCI_MANIFEST)
+    with pytest.raises(Exception, match="not an image manifest"):
+        pull(store, f"{fake_registry.host}/x/p:1")
+    assert store.list() == []
+
+
+def test_oversized_manifest_is_refused(store, fake_registry):
+    fake_registry.manifests["1"] = (b"{" + b" " * (5 << 20) + b"}", mt.OCI_MANIFEST)
+    with pytest.raises(reg.RegistryError, match="larger than"):
+        pull(store, f"{fake_registry.host}/x/big:1")
