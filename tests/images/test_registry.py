@@ -395,3 +395,19 @@ def test_oversized_manifest_is_refused(store, fake_registry):
     fake_registry.manifests["1"] = (b"{" + b" " * (5 << 20) + b"}", mt.OCI_MANIFEST)
     with pytest.raises(reg.RegistryError, match="larger than"):
         pull(store, f"{fake_registry.host}/x/big:1")
+
+
+def test_push_to_another_repository_mounts_blobs_across_repositories(bb_store, registry, tmp_path):
+    from berth.image.progress import LineProgress
+
+    first = f"{registry.host}/berth/mount-src:1"
+    bb_store.tag("busybox", first)
+    push(bb_store, first)
+    other = ImageStore(tmp_path / "o")
+    pull(other, first)  # records the repo digest on this registry
+    second = f"{registry.host}/berth/mount-dst:1"
+    other.tag(first, second)
+    out = io.StringIO()
+    digest, _ = push(other, second, progress=LineProgress(out))
+    assert "Mounted from berth/mount-src" in out.getvalue()
+    assert pull(ImageStore(tmp_path / "p"), second).digest == digest

@@ -506,7 +506,7 @@ def _with_query(url: str, **params: str) -> str:
 
 
 def _push_blob(reg: Registry, store: ImageStore, ref: Reference, desc: dict, progress: Progress,
-               chunk_threshold: int, chunk_size: int) -> None:
+               chunk_threshold: int, chunk_size: int, mount_from: str | None = None) -> None:
     digest, size = desc["digest"], int(desc["size"])
     key = digest[7:19]
     scope = _scope(ref, push=True)
@@ -519,8 +519,19 @@ def _push_blob(reg: Registry, store: ImageStore, ref: Reference, desc: dict, pro
         pass
     progress.start(key, "Pushing", size)
     start_url = reg._base() + f"/v2/{ref.path}/blobs/uploads/"
-    r = reg.request("POST", start_url, scope, headers={"Content-Length": "0"}, ok=(202,))
-    r.read()
+    if mount_from:
+        # cross-repository mount: the registry links the blob it already has (201)
+        # or falls back to an ordinary upload session (202)
+        url = _with_query(start_url, mount=digest, **{"from": mount_from})
+        r = reg.request("POST", url, f"{scope} repository:{mount_from}:pull",
+                        headers={"Content-Length": "0"}, ok=(201, 202))
+        r.read()
+        if r.status == 201:
+            progress.done(key, f"Mounted from {mount_from}")
+            return
+    else:
+        r = reg.request("POST", start_url, scope, headers={"Content-Length": "0"}, ok=(202,))
+        r.read()
     loc = _upload_location(reg, r, start_url)
     with store.open_blob(digest) as f:
         if size <= chunk_threshold:
@@ -575,8 +586,15 @@ def push(store: ImageStore, name: str, *, insecure: bool = False, progress: Prog
         reg = client_for(store, ref, insecure)
         progress.note(f"The push refers to repository [{ref.repository}]")
         blobs = [d for d in img.layers if not d.get("urls")]
-        parallel(lambda d: _push_blob(reg, store, ref, d, progress, chunk_threshold, chunk_size),
-                 blobs, PUSH_WORKERS)
+        # a repository on the same registry this image came from can lend its blobs
+        mount_from = None
+        for known in img.repo_digests:
+            rd = reference.parse(known, default_tag=False)
+            if rd.domain == ref.domain and rd.path != ref.path:
+                mount_from = rd.path
+                break
+        parallel(lambda d: _push_blob(reg, store, ref, d, progress, chunk_threshold, chunk_size,
+                                      mount_from), blobs, PUSH_WORKERS)
         _push_blob(reg, store, ref, img.manifest["config"], Progress(), chunk_threshold, chunk_size)
         body = store.read_blob(img.digest)
         mtype = img.manifest.get("mediaType") or mt.OCI_MANIFEST
