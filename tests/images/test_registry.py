@@ -314,6 +314,9 @@ def test_pull_cli_prints_lines_when_piped(bb_store, registry, tmp_path):
     lines = r.stdout.decode().splitlines()
     assert any(line.endswith("Pull complete") for line in lines)
     assert lines[-1] == ref
+    assert any("Downloaded newer image" in line for line in lines)
+    r = berth(tmp_path / "o", "pull", ref, check=True)
+    assert "Status: Image is up to date" in r.stdout.decode()
     r = berth(tmp_path / "q", "pull", "-q", ref, check=True)
     assert r.stdout.decode() == ref + "\n"
 

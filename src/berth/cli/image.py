@@ -91,7 +91,10 @@ def cmd_pull(opts, argv):
     ref = reference.parse(a.name)
     if not a.quiet:
         print(f"Digest: {img.digest}")
-        print(f"Status: Downloaded image for {ref.familiar()}")
+        if img.extra.get("up_to_date"):
+            print(f"Status: Image is up to date for {ref.familiar()}")
+        else:
+            print(f"Status: Downloaded newer image for {ref.familiar()}")
     print(str(ref))
     return 0
 

@@ -413,12 +413,13 @@ def fetch_manifest(reg: Registry, ref: Reference, target: str) -> tuple[bytes, d
 
 
 def _download_blob(reg: Registry, store: ImageStore, ref: Reference, desc: dict,
-                   progress: Progress) -> None:
+                   progress: Progress) -> bool:
+    """Fetch one blob unless the store has it; True if it was downloaded."""
     digest, size = desc["digest"], int(desc.get("size", -1))
     key = digest[7:19]
     if store.has_blob(digest, size if size >= 0 else None):
         progress.done(key, "Already exists")
-        return
+        return False
     progress.start(key, "Downloading", size)
     r = reg.request("GET", f"/v2/{ref.path}/blobs/{digest}", _scope(ref))
     f, tmp = new_temp(store.tmp_dir)
@@ -441,6 +442,7 @@ def _download_blob(reg: Registry, store: ImageStore, ref: Reference, desc: dict,
     finally:
         tmp.unlink(missing_ok=True)
     progress.done(key, "Pull complete")
+    return True
 
 
 def pull(store: ImageStore, name: str, *, platform: str | None = None, insecure: bool = False,
@@ -480,10 +482,17 @@ def pull(store: ImageStore, name: str, *, platform: str | None = None, insecure:
             progress.note(f"{target}: Pulling from {ref.familiar_repository}")
             _download_blob(reg, store, ref, manifest["config"], Progress())
             blobs = [d for d in manifest.get("layers", []) if not d.get("urls")]
-            parallel(lambda d: _download_blob(reg, store, ref, d, progress), blobs, PULL_WORKERS)
+            fetched: list[bool] = []
+            parallel(lambda d: fetched.append(_download_blob(reg, store, ref, d, progress)),
+                     blobs, PULL_WORKERS)
             tags = [str(ref)] if ref.tag and not ref.digest else []
             digests = [f"{ref.repository}@{top_digest}"]
+            try:
+                before = store.get(str(ref)).digest
+            except NotFound:
+                before = None
             img = store.commit_image(body, tags, digests)
+            img.extra["up_to_date"] = before == img.digest and not any(fetched)
     except BaseException:
         # blobs this pull committed are unreferenced now; collect them if no one else is busy
         store.try_collect()
