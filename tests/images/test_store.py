@@ -266,3 +266,11 @@ def test_layer_whose_content_does_not_match_its_diff_id_is_not_unpacked(store):
         store.layer_dirs(img)
     assert not store.layer_path(layer["diff_id"]).exists()
     assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_an_image_with_a_lost_manifest_does_not_break_listing(store):
+    good = make_image(store, [make_layer(store, {"g": b"g"})], ["good:1"])
+    bad = make_image(store, [make_layer(store, {"b": b"b"})], ["bad:1"], cmd="bad")
+    store.blob_path(bad.digest).unlink()
+    assert [i.id for i in store.list()] == [good.id]
+    assert any(f"missing blob {bad.digest}" in p for p in store.fsck())

@@ -274,8 +274,15 @@ class ImageStore:
         )
 
     def list(self) -> list[Image]:
+        """Every image, newest first. An image whose manifest or config blob is gone
+        (damaged store) is left out here; ``fsck`` names it."""
         index = self._read_index()
-        out = [self._load(i, index) for i in index["images"]]
+        out = []
+        for i in index["images"]:
+            try:
+                out.append(self._load(i, index))
+            except (StoreCorrupt, ValueError):
+                continue
         out.sort(key=lambda im: (im.created, im.added), reverse=True)
         return out
 
