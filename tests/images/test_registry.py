@@ -414,3 +414,14 @@ def test_push_to_another_repository_mounts_blobs_across_repositories(bb_store, r
     digest, _ = push(other, second, progress=LineProgress(out))
     assert "Mounted from berth/mount-src" in out.getvalue()
     assert pull(ImageStore(tmp_path / "p"), second).digest == digest
+
+
+def test_rmi_of_the_last_tag_removes_a_pulled_image_and_its_digest_reference(bb_store, registry, tmp_path):
+    ref = f"{registry.host}/berth/rmi:1"
+    bb_store.tag("busybox", ref)
+    push(bb_store, ref)
+    s = ImageStore(tmp_path / "o")
+    img = pull(s, ref)
+    out = s.remove(ref)
+    assert out == [f"Untagged: {ref}", f"Untagged: {img.repo_digests[0]}", f"Deleted: {img.id}"]
+    assert s.list() == [] and list(s.blob_dir.iterdir()) == []

@@ -382,9 +382,12 @@ class ImageStore:
                     )
                 untag(table, key)
                 names.remove((table, key))
-                if names or in_use:
+                # as docker: digest references alone do not keep an image
+                if in_use or any(t == "tags" for t, _ in names):
                     self._write_index(index)
                     return out
+                for table, k in names:
+                    untag(table, k)
             else:
                 if in_use:
                     if not force:
