@@ -425,3 +425,23 @@ def test_rmi_of_the_last_tag_removes_a_pulled_image_and_its_digest_reference(bb_
     out = s.remove(ref)
     assert out == [f"Untagged: {ref}", f"Untagged: {img.repo_digests[0]}", f"Deleted: {img.id}"]
     assert s.list() == [] and list(s.blob_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("config", [
+    [1, 2],
+    {"rootfs": {"diff_ids": ["sha256:../../../tmp/x"]}},
+    {"rootfs": {"diff_ids": "notalist"}},
+    {"config": "notadict", "rootfs": {"diff_ids": []}},
+])
+def test_hostile_image_config_is_refused_and_nothing_is_tagged(store, fake_registry, config):
+    import json as _json
+
+    cbytes = _json.dumps(config).encode()
+    d = digest_bytes(cbytes)
+    fake_registry.blobs[d] = cbytes
+    m = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+         "config": {"mediaType": mt.OCI_CONFIG, "digest": d, "size": len(cbytes)}, "layers": []}
+    fake_registry.manifests["1"] = (_json.dumps(m).encode(), mt.OCI_MANIFEST)
+    with pytest.raises(Exception, match="not an image config|lists"):
+        pull(store, f"{fake_registry.host}/x/c:1")
+    assert store.list() == []

@@ -212,8 +212,15 @@ class ImageStore:
                     continue
                 if not self.has_blob(d["digest"], d.get("size")):
                     raise StoreCorrupt(f"commit image: blob {d['digest']} is not in the store")
-            config = json.loads(self.read_blob(manifest["config"]["digest"]))
-            diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+            try:
+                config = json.loads(self.read_blob(manifest["config"]["digest"]))
+                diff_ids = config["rootfs"]["diff_ids"]
+                if not isinstance(diff_ids, list) or not isinstance(config.get("config", {}), dict):
+                    raise TypeError("rootfs.diff_ids is not a list")
+                for d in diff_ids:
+                    hex_of(d)  # they name directories: only sha256 hex passes
+            except (ValueError, KeyError, TypeError, AttributeError, UsageError) as e:
+                raise StoreCorrupt(f"commit image: config {manifest['config']['digest']} is not an image config: {e}") from e
             if len(diff_ids) != len(manifest.get("layers", [])):
                 raise StoreCorrupt(
                     f"commit image: config lists {len(diff_ids)} diff_ids for "
