@@ -487,6 +487,12 @@ class ImageStore:
         if self.tmp_dir.is_dir():
             for p in self.tmp_dir.iterdir():
                 _rmtree(p)
+        locks = self.base / "locks"
+        if locks.is_dir():
+            # nobody holds a layer lock without gc.lock shared, which we exclude
+            for p in locks.iterdir():
+                if p.name.removeprefix("layer-").removesuffix(".lock") not in diff_ids:
+                    p.unlink(missing_ok=True)
         return freed
 
     # ---- layers on disk --------------------------------------------------------
