@@ -14,6 +14,7 @@ from berth.paths import DEFAULT_ENGINE_ROOT
 
 # name -> (module, one-line summary); docker's verbs and wording where docker has them.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("berth.cli.build", "Build an image from a Containerfile"),
     "image": ("berth.cli.image", "Manage images"),
     "images": ("berth.cli.image", "List images"),
     "pull": ("berth.cli.image", "Download an image from a registry"),
