@@ -54,6 +54,7 @@ class FakeRegistry:
         self.blobs: dict[str, bytes] = {}
         self.slow = 0.0
         self.redirects: dict[str, str] = {}  # blob digest -> Location
+        self.drop_once: set[str] = set()  # blob digests whose first GET is cut off midway
         self.bearer: tuple[str, str] | None = None  # (user, password) the token server wants
         self.tokens: set[str] = set()
         self.log: list[str] = []
@@ -108,6 +109,15 @@ class FakeRegistry:
                     if d not in fake.blobs:
                         return self._send(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}')
                     data = fake.blobs[d]
+                    if d in fake.drop_once:
+                        fake.drop_once.discard(d)
+                        self.send_response(200)
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data[: len(data) // 2])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return None
                     if not fake.slow:
                         return self._send(200, data)
                     self.send_response(200)

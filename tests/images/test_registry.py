@@ -445,3 +445,12 @@ def test_hostile_image_config_is_refused_and_nothing_is_tagged(store, fake_regis
     with pytest.raises(Exception, match="not an image config|lists"):
         pull(store, f"{fake_registry.host}/x/c:1")
     assert store.list() == []
+
+
+def test_a_connection_cut_mid_layer_is_retried(store, fake_registry):
+    plain = tar_bytes({"f": os.urandom(200_000)})
+    fake_registry.add_image("x/cut:1", {"config": {}}, [plain], mt.OCI_LAYER, [digest_bytes(plain)])
+    fake_registry.drop_once.add(digest_bytes(plain))
+    img = pull(store, f"{fake_registry.host}/x/cut:1")
+    assert img.repo_tags and store.fsck() == []
+    assert fake_registry.log.count(f"/v2/x/cut/blobs/{digest_bytes(plain)}") == 2

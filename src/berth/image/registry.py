@@ -20,6 +20,7 @@ import json
 import os
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ MAX_MANIFEST = 4 << 20  # distribution's own limit for manifests
 MAX_TOKEN = 1 << 20
 MAX_CONFIG = 64 << 20
 PULL_WORKERS = 4
+DOWNLOAD_ATTEMPTS = 3
 PUSH_WORKERS = 4
 CHUNKED_THRESHOLD = 64 << 20  # blobs larger than this are sent in PATCH chunks
 CHUNK_SIZE = 16 << 20
@@ -421,6 +423,23 @@ def _download_blob(reg: Registry, store: ImageStore, ref: Reference, desc: dict,
         progress.done(key, "Already exists")
         return False
     progress.start(key, "Downloading", size)
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            _fetch_blob(reg, store, ref, digest, size, key, progress)
+            break
+        except (OSError, http.client.HTTPException) as e:
+            # a dropped connection is retried (docker retries too); wrong bytes are not
+            reg._local.__dict__.pop("pool", None)
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise RegistryError(f"pull {ref}: download of {digest} failed: {e}") from e
+            progress.note(f"{key}: Retrying in {attempt} second{'s' if attempt > 1 else ''}")
+            time.sleep(attempt)
+    progress.done(key, "Pull complete")
+    return True
+
+
+def _fetch_blob(reg: Registry, store: ImageStore, ref: Reference, digest: str, size: int, key: str,
+                progress: Progress) -> None:
     r = reg.request("GET", f"/v2/{ref.path}/blobs/{digest}", _scope(ref))
     f, tmp = new_temp(store.tmp_dir)
     try:
@@ -435,14 +454,15 @@ def _download_blob(reg: Registry, store: ImageStore, ref: Reference, desc: dict,
                 if size >= 0 and w.size > size:
                     r.resp.close()
                     raise DigestMismatch(f"pull {ref}: blob {digest} is larger than its {size} bytes")
+            if size >= 0 and w.size < size:
+                # http.client's read(n) reports a cut connection as a short body
+                raise http.client.IncompleteRead(b"", size - w.size)
             f.flush()
             os.fsync(f.fileno())
         store.commit_temp_blob(tmp, w.digest, w.size, digest, size if size >= 0 else None,
                                f"pull {ref}: blob")
     finally:
         tmp.unlink(missing_ok=True)
-    progress.done(key, "Pull complete")
-    return True
 
 
 def pull(store: ImageStore, name: str, *, platform: str | None = None, insecure: bool = False,
