@@ -94,3 +94,19 @@ def test_bootstrap_debian_bookworm_with_debootstrap(tmp_path):
     # second time comes from the cache and gives the same image
     again = berth(root, "image", "bootstrap", "debian:bookworm", check=True)
     assert img.id in again.stdout.decode()
+
+
+def test_apt_mirror_reads_deb822_and_one_line_sources(tmp_path):
+    from berth.image.bootstrap import apt_mirror
+
+    (tmp_path / "a.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n")
+    assert apt_mirror("bookworm", (str(tmp_path),)) == "http://mirror.example/debian"
+    (tmp_path / "sources.list").write_text("# c\ndeb [arch=amd64] http://old.example/debian trixie main\n")
+    assert apt_mirror("trixie", (str(tmp_path / "sources.list"),)) == "http://old.example/debian"
+    from berth.errors import NotFound
+
+    with pytest.raises(NotFound):
+        apt_mirror("bookworm", (str(tmp_path / "none"),))
