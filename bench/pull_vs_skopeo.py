@@ -91,7 +91,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=50)
     ap.add_argument("--layers", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
     a = ap.parse_args()
     # an installed package has its bytecode compiled; PYTHONDONTWRITEBYTECODE (set on
     # some CI hosts) would otherwise make every berth run recompile its sources

@@ -28,7 +28,8 @@ class RegistryProc:
     password: str | None = None
 
 
-def _start_registry(tmp: Path, htpasswd: Path | None = None) -> tuple[subprocess.Popen, str]:
+def _start_registry(tmp: Path, htpasswd: Path | None = None,
+                    tls: tuple[Path, Path] | None = None) -> tuple[subprocess.Popen, str]:
     if shutil.which("docker-registry") is None:
         pytest.skip("docker-registry is not installed (scripts/setup.sh)")
     port = free_port()
@@ -39,14 +40,21 @@ def _start_registry(tmp: Path, htpasswd: Path | None = None) -> tuple[subprocess
         "version: 0.1\n"
         "log:\n  level: warn\n"
         f"storage:\n  filesystem:\n    rootdirectory: {tmp}/data\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        + (f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else "")
+        + auth
     )
     log = open(tmp / "log", "wb")
     p = subprocess.Popen(["docker-registry", "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}/v2/"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/v2/"
+    ctx = None
+    if tls:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(tls[0]))
     for _ in range(100):
         try:
-            urllib.request.urlopen(url, timeout=1).read()
+            urllib.request.urlopen(url, timeout=1, context=ctx).read()
             break
         except urllib.error.HTTPError:
             break  # 401 from the auth registry: it is up
@@ -86,6 +94,21 @@ def auth_registry(tmp_path_factory):
                    capture_output=True)
     p, host = _start_registry(tmp, tmp / "htpasswd")
     yield RegistryProc(host, p.pid, tmp, user, password)
+    _stop(p)
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory):
+    """A docker-registry serving HTTPS with a self-signed certificate for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    tmp = tmp_path_factory.mktemp("tlsreg")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    p, host = _start_registry(tmp, tls=(cert, key))
+    yield RegistryProc(host, p.pid, tmp)
     _stop(p)
 
 

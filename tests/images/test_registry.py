@@ -454,3 +454,18 @@ def test_a_connection_cut_mid_layer_is_retried(store, fake_registry):
     img = pull(store, f"{fake_registry.host}/x/cut:1")
     assert img.repo_tags and store.fsck() == []
     assert fake_registry.log.count(f"/v2/x/cut/blobs/{digest_bytes(plain)}") == 2
+
+
+def test_https_registry_certificate_is_verified_unless_insecure(bb_store, tls_registry, tmp_path):
+    ref = f"{tls_registry.host}/berth/tls:1"
+    bb_store.tag("busybox", ref)
+    # a self-signed certificate is refused, and berth does not fall back to plain HTTP
+    r = berth(bb_store.root, "push", ref)
+    assert_one_line_error(r, "CERTIFICATE_VERIFY_FAILED")
+    berth(bb_store.root, "push", "--insecure", ref, check=True)
+    r = berth(tmp_path / "a", "pull", ref)
+    assert_one_line_error(r, "CERTIFICATE_VERIFY_FAILED")
+    # trusting the certificate (as a CA bundle) makes it work verified, no --insecure
+    r = berth(tmp_path / "b", "pull", "-q", ref, env={"SSL_CERT_FILE": str(tls_registry.dir / "cert.pem")},
+              check=True)
+    assert r.stdout.decode().strip() == ref

@@ -170,22 +170,40 @@ class Registry:
         return f"{self.scheme}://{self.api_host}"
 
     def ping(self) -> Response:
-        """GET /v2/ to choose the scheme (HTTPS, or HTTP where allowed) and learn the auth."""
+        """GET /v2/ to choose the scheme and learn the auth.
+
+        HTTPS with a verified certificate, except: an insecure registry may use
+        unverified HTTPS or plain HTTP, and a loopback registry plain HTTP if it
+        does not speak TLS at all. A server that speaks TLS with a bad
+        certificate is never retried over HTTP (that would be a downgrade).
+        """
         with self._lock:
             errors = []
-            schemes: tuple[str, ...] = ("https", "http") if self.allow_http else ("https",)
-            if self.allow_http and not self.insecure and not self._speaks_tls():
-                schemes = ("http",)
+            if self.insecure:
+                schemes: tuple[str, ...] = ("https", "http")
+            elif self.allow_http:
+                schemes = ("https",) if self._speaks_tls() else ("http",)
+            else:
+                schemes = ("https",)
             for scheme in schemes:
                 try:
                     r = self._raw("GET", f"{scheme}://{self.api_host}/v2/", self._headers())
                     r.read()
-                    self.scheme = scheme
-                    return r
                 except (ssl.SSLError, OSError, http.client.HTTPException) as e:
                     errors.append(f"{scheme}: {e}")
-            hint = "" if self.allow_http else " (use --insecure for a plain-HTTP registry)"
-            raise RegistryError(f"connect to registry {self.host}: {'; '.join(errors)}{hint}")
+                    continue
+                if r.status not in (200, 401):  # e.g. 400 from a TLS server spoken to in HTTP
+                    errors.append(f"{scheme}: /v2/ answered {r.status}")
+                    continue
+                self.scheme = scheme
+                return r
+            text = "; ".join(errors)
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in text:
+                hint = " (trust its CA, or use --insecure to skip verification)"
+            elif not self.allow_http:
+                hint = " (use --insecure for a plain-HTTP registry)"
+            raise RegistryError(f"connect to registry {self.host}: {text}{hint}")
 
     # ---- auth -----------------------------------------------------------------
 
