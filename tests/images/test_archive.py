@@ -176,3 +176,15 @@ def test_export_writes_the_flattened_filesystem(bb_store, tmp_path):
         names = set(tf.getnames())
     assert {"bin/busybox", "bin/sh", "etc/passwd"} <= names
     assert r.stdout == b""
+
+
+def test_load_of_a_docker_archive_written_by_skopeo(bb_store, tmp_path):
+    """skopeo's docker-archive is what ``docker save`` writes: plain layer tars, manifest.json."""
+    save(bb_store, ["busybox"], str(tmp_path / "lay"), fmt="oci-dir")
+    subprocess.run(["skopeo", "copy", f"oci:{tmp_path / 'lay'}",
+                    f"docker-archive:{tmp_path / 'd.tar'}:peer/bb:7"], capture_output=True, check=True)
+    other = ImageStore(tmp_path / "o")
+    assert load(other, str(tmp_path / "d.tar")) == ["Loaded image: peer/bb:7"]
+    img = other.get("peer/bb:7")
+    assert img.id == bb_store.get("busybox").id
+    assert img.diff_ids == bb_store.get("busybox").diff_ids
