@@ -92,3 +92,25 @@ def test_isolation_is_recorded(client):
     c = client.containers.create("busybox", "true", isolation="container")
     assert c.attrs["Isolation"] == "container" and c.attrs["HostConfig"]["Isolation"] == "container"
     c.remove()
+
+
+def test_images_api_and_in_use_image_is_kept(client):
+    img = client.images.get("busybox")
+    assert any(t.startswith("busybox") for t in img.repo_tags)
+    assert img.id in [i.id for i in client.images.list()]
+    c = client.containers.create("busybox", "true")
+    try:
+        with pytest.raises(Conflict):
+            client.images.remove(img.id)
+    finally:
+        c.remove()
+
+
+def test_images_build_then_run(client, tmp_path):
+    (tmp_path / "Containerfile").write_text("FROM busybox\nRUN echo built > /built\nCMD [\"cat\", \"/built\"]\n")
+    tag = f"berth-api-test-{os.getpid()}:1"
+    img = client.images.build(str(tmp_path), tag=tag)
+    try:
+        assert client.containers.run(tag, remove=True) == b"built\n"
+    finally:
+        client.images.remove(img.id, force=True)

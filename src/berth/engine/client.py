@@ -269,37 +269,59 @@ class ImageCollection:
         self.client = client
 
     def _store(self):
-        try:
-            from berth.image.store import ImageStore
-        except ImportError:
-            raise UsageError("images: the image store is not available in this build yet") from None
-        return ImageStore(self.client.root)
+        from berth.image.store import ImageStore
+
+        store = ImageStore(self.client.root)
+        # images that containers use are never removed from under them
+        store.set_in_use_hook(self.client.engine.images_in_use)
+        return store
 
     def get(self, name: str):
-        """An image by reference or ID. Raises NotFound."""
-        from berth.engine.images import get_image
+        """An image (``berth.image.store.Image``) by reference or ID. Raises NotFound."""
+        from berth.engine.images import _not_found
+        from berth.errors import NotFound
 
-        return get_image(self.client.root, name)
+        try:
+            return self._store().get(name)
+        except NotFound:
+            raise _not_found(name) from None
 
     def list(self) -> list:
         """Similar to ``docker images``."""
         return self._store().list()
 
-    def pull(self, repository: str, tag: str | None = None):
-        """Similar to ``docker pull``."""
-        from berth.image import pull as _pull  # type: ignore[attr-defined]
+    def pull(self, repository: str, tag: str | None = None, platform: str | None = None,
+             insecure: bool = False):
+        """Similar to ``docker pull``. Returns the Image."""
+        from berth.image.registry import pull
 
         ref = f"{repository}:{tag}" if tag else repository
-        return _pull.pull(self._store(), ref)
+        return pull(self._store(), ref, platform=platform, insecure=insecure)
 
-    def build(self, path: str, tag: str | None = None, **kwargs: Any):
-        """Similar to ``docker build``."""
-        from berth.image import build as _build  # type: ignore[attr-defined]
+    def build(self, path: str, tag: str | list[str] | None = None, dockerfile: str | None = None,
+              buildargs: dict | None = None, target: str | None = None, nocache: bool = False,
+              quiet: bool = True):
+        """Build an image from a context directory. Similar to ``docker build``.
 
-        return _build.build(self._store(), path, tag=tag, **kwargs)
+        Returns:
+            the built Image.
+        """
+        from pathlib import Path
+
+        from berth.image import containerfile
+        from berth.image.build import Builder, BuildOptions
+
+        ctx = Path(path).resolve()
+        text = (Path(dockerfile) if dockerfile else next(
+            (ctx / n for n in ("Containerfile", "Dockerfile") if (ctx / n).is_file()), ctx / "Containerfile")
+        ).read_text()
+        opts = BuildOptions(context=ctx, build_args=dict(buildargs or {}), target=target, no_cache=nocache,
+                            quiet=quiet, runtime=self.client.engine.runtime)
+        tags = [tag] if isinstance(tag, str) else list(tag or [])
+        return Builder(self._store(), Path(self.client.root), containerfile.parse(text), opts).build(tags)
 
     def remove(self, image: str, force: bool = False) -> None:
-        """Similar to ``docker rmi``."""
+        """Similar to ``docker rmi``. Raises Conflict when a container uses it."""
         self._store().remove(image, force=force)
 
 
