@@ -275,7 +275,7 @@ def cmd_stop(argv, client, prog) -> int:
     def extra(p):
         p.add_argument("-t", "--time", type=int, default=None, help="seconds to wait before killing (default 10)")
         p.add_argument("-s", "--signal", default=None, help="signal to send (default: the stop signal)")
-    return _multi(prog, CONTAINER_VERBS["stop"], argv, lambda r, a: client.engine.stop(r, a.time), extra)
+    return _multi(prog, CONTAINER_VERBS["stop"], argv, lambda r, a: client.engine.stop(r, a.time, a.signal), extra)
 
 
 def cmd_restart(argv, client, prog) -> int:

@@ -343,8 +343,8 @@ class Engine:
     def _request_stop(self, rec: dict) -> None:
         (self.cdir(rec["Id"]) / "stop-requested").write_text("")
 
-    def stop(self, ref: str, timeout: int | None = None) -> dict[str, Any]:
-        """docker stop: the stop signal, then SIGKILL after ``timeout`` seconds."""
+    def stop(self, ref: str, timeout: int | None = None, signal: str | int | None = None) -> dict[str, Any]:
+        """docker stop: the stop signal (or ``signal``), then SIGKILL after ``timeout`` seconds."""
         rec = self.get(ref)
         rs = self.run_state(rec)
         if rs.status not in RUNNING_STATES:
@@ -353,7 +353,7 @@ class Engine:
         t = rec["Config"].get("StopTimeout", 10) if timeout is None else timeout
         if rs.status == "paused":
             self.unpause(rec["Id"])
-        sig = str(parse_signal(rec["Config"].get("StopSignal") or "SIGTERM"))
+        sig = str(parse_signal(signal or rec["Config"].get("StopSignal") or "SIGTERM"))
         self._rt("kill", rec["Id"], sig)
         if self._wait_exit(rec, t) is None:
             self._rt("kill", rec["Id"], "KILL")
