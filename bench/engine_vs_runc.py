@@ -135,7 +135,8 @@ def podman_ms(tmp: Path, runs: int) -> float | None:
     make_rootfs(rootfs)
     tar = tmp / "busybox.tar"
     subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
-    base = ["podman", "--root", str(store / "root"), "--runroot", str(store / "run")]
+    base = ["podman", "--root", str(store / "root"), "--runroot", str(store / "run"),
+            "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
     if subprocess.run(base + ["import", str(tar), "berth-bench-busybox"], capture_output=True).returncode != 0:
         print("podman: import failed; skipped")
         return None
