@@ -225,3 +225,20 @@ def test_instant_exit_of_detached_container_is_recorded(berth):
     for code in range(3):
         cid = berth.out("run", "-d", "--network", "none", "busybox", "sh", "-c", f"exit {code}").strip()
         assert berth("wait", cid, timeout=30).stdout == f"{code}\n"
+
+
+def test_concurrent_starts_make_one_monitor(berth):
+    import subprocess
+
+    from conftest import BERTH
+
+    cid = berth.out("create", "busybox", "sleep", "60").strip()
+    procs = [subprocess.Popen([BERTH, "--root", str(berth.root), "start", cid], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for _ in range(4)]
+    assert [p.wait() for p in procs] == [0] * 4
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert sum(1 for line in out.splitlines() if "berth-monitor" in line and f"--id {cid}" in line) == 1
+    procs = [subprocess.Popen([BERTH, "--root", str(berth.root), "rm", "-f", cid], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for _ in range(3)]
+    assert sorted(p.wait() for p in procs) == [0, 125, 125]
+    assert cid not in berth.ids()

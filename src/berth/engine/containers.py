@@ -261,6 +261,25 @@ class Engine:
 
     # ---- start --------------------------------------------------------------
 
+    def _lock(self, cid: str):
+        """An exclusive lock on one container across processes: two ``start``s
+        (or a ``start`` and an ``rm``) of it never interleave."""
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def held():
+            base = self.root / "locks"
+            base.mkdir(exist_ok=True)
+            fd = os.open(base / cid, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+        return held()
+
     def start(self, ref: str | dict, attach: bool = False, stdin: bool = False,
               on_listening=None) -> dict[str, Any]:
         """Start a created or exited container (docker start). Returns the record.
@@ -271,10 +290,14 @@ class Engine:
         Raises:
             CommandNotFound (127) / CannotInvoke (126): the command cannot run.
         """
+        rec = self.get(ref) if isinstance(ref, str) else ref
+        with self._lock(rec["Id"]):
+            return self._start(self.get(rec["Id"]), attach, stdin, on_listening)
+
+    def _start(self, rec: dict, attach: bool, stdin: bool, on_listening) -> dict[str, Any]:
         from berth.engine.monitor import MonitorArgs, launch
         from berth.engine.netsetup import network_for
 
-        rec = self.get(ref) if isinstance(ref, str) else ref
         rs = self.run_state(rec)
         if rs.status in RUNNING_STATES:
             return rec  # docker: starting a running container is a no-op
@@ -413,7 +436,17 @@ class Engine:
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> dict[str, Any]:
         """docker rm: everything of the container goes (processes, mounts,
         cgroups, network devices and rules, files, anonymous volumes with -v)."""
-        rec = self.get(ref)
+        cid = self.get(ref)["Id"]
+        with self._lock(cid):
+            rec = self.get(cid)  # NotFound when a concurrent rm won
+            out = self._remove(rec, force, volumes)
+        try:
+            os.unlink(self.root / "locks" / cid)
+        except OSError:
+            pass
+        return out
+
+    def _remove(self, rec: dict, force: bool, volumes: bool) -> dict[str, Any]:
         cid = rec["Id"]
         rs = self.run_state(rec)
         if rs.status in RUNNING_STATES:
