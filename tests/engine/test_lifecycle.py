@@ -236,7 +236,7 @@ def test_concurrent_starts_make_one_monitor(berth):
     procs = [subprocess.Popen([BERTH, "--root", str(berth.root), "start", cid], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL) for _ in range(4)]
     assert [p.wait() for p in procs] == [0] * 4
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     assert sum(1 for line in out.splitlines() if "berth-monitor" in line and f"--id {cid}" in line) == 1
     procs = [subprocess.Popen([BERTH, "--root", str(berth.root), "rm", "-f", cid], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL) for _ in range(3)]

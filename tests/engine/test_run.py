@@ -35,7 +35,7 @@ def _leftovers(root: Path, cid: str) -> list[str]:
         found.append(str(cg))
     if (Path("/sys/fs/cgroup/berth") / cid).exists():
         found.append("cgroup v2")
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     if cid in out:
         found.append("process")
     return found
