@@ -39,7 +39,6 @@ def test_bad_input_is_one_line_125_and_leaves_nothing(berth, engine_root, args, 
     assert "Traceback" not in r.stderr
     after = set(os.listdir(engine_root / "containers")) if (engine_root / "containers").exists() else set()
     assert after == before
-    assert berth.ids() == set() or True
 
 
 def test_name_conflict(berth):
