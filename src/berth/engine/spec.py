@@ -277,10 +277,13 @@ def build_spec(opts: CreateOptions, image_cfg: dict, rootfs: Path, cid: str, hos
     if opts.isolation == "vm":
         # berth-runtime boots bundles with this annotation as a microVM
         ann["org.berth.isolation"] = "vm"
+        # berth.runtime.vm reads guest RAM in MiB and whole vCPUs
         if opts.memory:
-            ann["org.berth.vm.memory"] = str(opts.memory)
+            ann["org.berth.vm.memory"] = str(max(64, opts.memory >> 20))
         if opts.cpus:
-            ann["org.berth.vm.cpus"] = str(opts.cpus)
+            import math
+
+            ann["org.berth.vm.cpus"] = str(max(1, math.ceil(opts.cpus)))
     return spec, warnings
 
 
