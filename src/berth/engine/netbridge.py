@@ -42,10 +42,15 @@ class BridgePlan(NetPlan):
     def record(self) -> dict[str, Any]:
         d = super().record()
         d.update({"Network": self.network, "Hostname": self.hostname, "ExtraHosts": self.extra_hosts,
-                  "Dns": self.dns, "NetnsPath": self.netns_path})
+                  "Dns": self.dns, "NetnsPath": self.netns_path, "VM": self.vm})
         return d
 
+    vm: bool = False
+
     def up(self) -> None:
+        if self.vm:
+            self._up_vm()
+            return
         nm = self._nm()
         path = self.netns_path
         if nm.endpoints(self.cid) and os.path.exists(path):
@@ -65,11 +70,42 @@ class BridgePlan(NetPlan):
             self.down()
             raise
 
+    def _up_vm(self) -> None:
+        """A VM gets a tap on the bridge instead of a veth in a namespace; the
+        runtime learns it from annotations (written into config.json here)."""
+        nm = self._nm()
+        eps = nm.endpoints(self.cid)
+        try:
+            ep = eps[0] if eps else nm.attach_tap(self.network, self.cid, f"bt{self.cid[:11]}", name=self.name,
+                                                  aliases=list(self.aliases))
+            maps = [self.lib.PortMapping(p["container_port"], p.get("host_port") or 0, p.get("host_ip") or "",
+                                         p.get("proto") or "tcp") for p in self.endpoint.get("WantPorts", [])]
+            if maps and not eps:
+                nm.publish(self.cid, maps)
+            hosts = [(h.partition(":")[0], h.partition(":")[2]) for h in self.extra_hosts]
+            nm.write_files(self.cid, self.hostname, mode="bridge", extra_hosts=hosts, dns_servers=self.dns)
+        except BaseException:
+            self.down()
+            raise
+        import json
+
+        cfg_path = self.engine.cdir(self.cid) / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        ann = cfg.setdefault("annotations", {})
+        ann["org.berth.vm.tap"] = ep.host_ifname
+        ann["org.berth.vm.mac"] = ep.mac
+        # the guest's address (proposed to berth.runtime.vm: eth0 with this config)
+        ann["org.berth.vm.net"] = json.dumps({"ifname": "eth0", "address": ep.ip, "prefixlen": ep.prefixlen,
+                                              "gateway": ep.gateway, "mac": ep.mac})
+        tmp = cfg_path.with_name(".config.json.tmp")
+        tmp.write_text(json.dumps(cfg))
+        os.rename(tmp, cfg_path)
+
     def down(self) -> None:
         try:
             self._nm().release(self.cid)
         finally:
-            if self.netns_path:
+            if self.netns_path and not self.vm:
                 self.lib.remove_netns(self.netns_path)
 
     def published(self) -> list[dict]:
@@ -95,6 +131,9 @@ def plan_bridge(engine, lib, opts, mode: str, cid: str, name: str, hostname: str
     else:
         nm.get(mode)  # NotFound for an unknown network, before anything is made
     plan = _make(engine, lib, mode, cid, name)
+    plan.vm = opts.isolation == "vm"
+    if plan.vm:
+        plan.netns_path = None
     plan.aliases = list(opts.network_aliases)
     plan.hostname = hostname
     plan.extra_hosts = list(opts.add_hosts)
@@ -119,7 +158,8 @@ def opts_exposed(opts) -> list[str]:
 def bridge_for(engine, lib, rec: dict) -> BridgePlan:
     net = rec.get("Network") or {}
     plan = _make(engine, lib, net.get("Network") or net.get("Mode", "bridge"), rec["Id"], rec["Name"])
-    plan.netns_path = net.get("NetnsPath") or plan.netns_path
+    plan.vm = bool(net.get("VM"))
+    plan.netns_path = None if plan.vm else (net.get("NetnsPath") or plan.netns_path)
     plan.aliases = net.get("Aliases") or []
     plan.hostname = net.get("Hostname") or rec["Config"]["Hostname"]
     plan.extra_hosts = net.get("ExtraHosts") or []
