@@ -176,6 +176,7 @@ def test_health_check_becomes_healthy(berth):
     cid = berth.out("run", "-d", "--health-cmd", "test -e /tmp/ok", "--health-interval", "1s",
                     "busybox", "sh", "-c", "touch /tmp/ok; sleep 60").strip()
     assert wait_for(lambda: berth.status(cid).get("Health", {}).get("Status") == "healthy", timeout=20)
+    assert "(healthy)" in berth.out("ps", "-f", f"id={cid}")
 
 
 def test_system_prune_removes_crash_leftovers(berth, engine_root):

@@ -330,7 +330,18 @@ PS_COLUMNS = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command")
               ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
 
 
-def status_text(rec, rs) -> str:
+def status_text(rec, rs, cdir=None) -> str:
+    text = _status_text(rec, rs)
+    if cdir is not None and rs.status == "running" and rec["Config"].get("Healthcheck"):
+        try:
+            health = json.loads((cdir / "health.json").read_text()).get("Status", "starting")
+        except (OSError, ValueError):
+            health = "health: starting"
+        text += f" ({health})"
+    return text
+
+
+def _status_text(rec, rs) -> str:
     from berth.cli.format import human_duration
     from berth.engine.logs import parse_time
 
@@ -363,7 +374,7 @@ def ports_text(rec) -> str:
     return ", ".join(out)
 
 
-def ps_row(rec, rs, trunc: bool = True) -> dict:
+def ps_row(rec, rs, trunc: bool = True, cdir=None) -> dict:
     from berth.cli.format import human_duration
 
     cmd = " ".join([rec["Path"], *rec["Args"]])
@@ -375,7 +386,7 @@ def ps_row(rec, rs, trunc: bool = True) -> dict:
         "Command": json.dumps(cmd, ensure_ascii=False),
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(rec["CreatedTs"])),
         "RunningFor": human_duration(time.time() - rec["CreatedTs"]) + " ago",
-        "Status": status_text(rec, rs),
+        "Status": status_text(rec, rs, cdir),
         "State": rs.status,
         "Ports": ports_text(rec),
         "Names": rec["Name"],
@@ -414,7 +425,7 @@ def cmd_ps(argv, client, prog) -> int:
         items = items[:1]
     elif a.last >= 0:
         items = items[:a.last]
-    rows = [ps_row(r, s, trunc=not a.no_trunc) for r, s in items]
+    rows = [ps_row(r, s, trunc=not a.no_trunc, cdir=client.engine.cdir(r["Id"])) for r, s in items]
     print_rows(rows, a.format, PS_COLUMNS, quiet_key="ID", quiet=a.quiet)
     return 0
 

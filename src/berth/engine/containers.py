@@ -134,6 +134,8 @@ class Engine:
         from berth.engine.netsetup import plan_network
         from berth.engine.volumes import Volumes
 
+        if opts.healthcheck is None:
+            opts.healthcheck = _image_healthcheck(image.config.get("Healthcheck"))
         rootfs = images.mount_rootfs(image, cdir)
         opts._exposed = list(image.config.get("ExposedPorts") or {})  # for -P
         hostname = opts.hostname or (cid[:12] if opts.network != "host" else os.uname().nodename)
@@ -579,6 +581,25 @@ def _match(rec: dict, rs: _status.RunState, filters: dict[str, list[str]]) -> bo
                 if k not in labels or (eq and labels[k] != val):
                     return False
     return True
+
+
+def _image_healthcheck(hc: dict | None):
+    """The image's HEALTHCHECK (docker's config shape; durations in ns)."""
+    from berth.engine.options import Healthcheck
+
+    test = (hc or {}).get("Test") or []
+    if not test or test[0] == "NONE":
+        return None
+    if test[0] == "CMD-SHELL":
+        cmd = test[1] if len(test) > 1 else ""
+    elif test[0] == "CMD":
+        import shlex
+
+        cmd = shlex.join(test[1:])
+    else:
+        return None
+    sec = lambda v, d: max(1, int(v) // 10**9) if v else d  # noqa: E731
+    return Healthcheck(cmd, sec(hc.get("Interval"), 30), sec(hc.get("Timeout"), 30), int(hc.get("Retries") or 3))
 
 
 def _oom_file(cid: str) -> str:
