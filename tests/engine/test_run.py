@@ -148,3 +148,12 @@ def test_container_starts_with_no_ignored_or_blocked_signals(berth):
     assert r.returncode == 0
     for line in r.stdout.splitlines():
         assert int(line.split()[1], 16) == 0, line
+
+
+def test_image_resolution_cache_follows_the_store(berth):
+    tag = f"cachetest{os.getpid()}:1"
+    berth.out("image", "tag", "busybox", tag)
+    assert berth("run", "--rm", "--network", "none", tag, "true").returncode == 0
+    berth.out("image", "rm", tag)
+    r = berth("run", "--rm", "--network", "none", tag, "true")
+    assert r.returncode == 125 and "unable to find image" in r.stderr

@@ -7,6 +7,8 @@ container's root filesystem, unmount it, and list the images containers use.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from berth.engine._record import factory, record
@@ -41,20 +43,77 @@ def _store(root: str):
     return ImageStore(root)
 
 
+def _index_key(root: str) -> list[int] | None:
+    try:
+        st = os.stat(os.path.join(root, "images", "index.json"))
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+
+def _cached(root: str, ref: str) -> ImageInfo | None:
+    """A resolution made while the store's index was exactly as it is now.
+
+    The store's index.json is rewritten (rename) on every tag, pull, load and
+    removal, so its (mtime, size, inode) identifies what ``ref`` means; this
+    saves importing the store on every ``berth run`` (start-up time).
+    """
+    key = _index_key(root)
+    try:
+        with open(os.path.join(root, "engine-images.json")) as f:
+            cache = json.load(f)
+    except (OSError, ValueError):
+        return None
+    hit = cache.get("refs", {}).get(ref) if key and cache.get("index") == key else None
+    if not hit or not all(os.path.isdir(d) for d in hit["layer_dirs"]):
+        return None
+    return ImageInfo(id=hit["id"], ref=ref, config=hit["config"], layer_dirs=[Path(d) for d in hit["layer_dirs"]],
+                     repo_tags=hit["repo_tags"])
+
+
+def _remember(root: str, key: list[int] | None, info: ImageInfo) -> None:
+    if key is None:
+        return
+    path = os.path.join(root, "engine-images.json")
+    try:
+        with open(path) as f:
+            cache = json.load(f)
+    except (OSError, ValueError):
+        cache = {}
+    if cache.get("index") != key:
+        cache = {"index": key, "refs": {}}
+    cache["refs"][info.ref] = {"id": info.id, "config": info.config, "repo_tags": info.repo_tags,
+                               "layer_dirs": [str(d) for d in info.layer_dirs]}
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(cache, f)
+        os.rename(tmp, path)
+    except OSError:
+        pass
+
+
 def get_image(root: str, ref: str) -> ImageInfo:
     """Resolve ``ref`` (name[:tag], digest or ID prefix) to an image.
 
     Raises:
         ImageNotFound: no such image in the store.
     """
+    hit = _cached(root, ref)
+    if hit is not None:
+        return hit
+    key = _index_key(root)
     store = _store(root)
     try:
         img = store.get(ref)
     except NotFound:
         raise _not_found(ref) from None
     cfg = dict(img.config.get("config") or {})
-    return ImageInfo(id=img.id, ref=ref, config=cfg, layer_dirs=list(store.layer_dirs(img)),
+    info = ImageInfo(id=img.id, ref=ref, config=cfg, layer_dirs=list(store.layer_dirs(img)),
                      repo_tags=list(img.repo_tags))
+    if _index_key(root) == key:  # nothing changed while we looked
+        _remember(root, key, info)
+    return info
 
 
 def mount_rootfs(image: ImageInfo, container_dir: Path) -> Path:
