@@ -74,3 +74,28 @@ def test_sensitive_mount_with_explicit_flag_warns(berth):
 def test_privileged_warns(berth):
     r = berth("run", "--rm", "--privileged", "busybox", "true")
     assert r.returncode == 0 and "WARNING: --privileged" in r.stderr
+
+
+def test_isolation_vm_needs_the_vm_backend_and_berth_runtime(berth):
+    from berth.engine.backends import vm_available
+
+    r = berth("create", "--isolation", "vm", "busybox", "true")
+    runtime = os.environ.get("BERTH_RUNTIME", "")
+    if vm_available() and os.path.basename(runtime).startswith("berth-runtime"):
+        assert r.returncode == 0, r.stderr
+        cid = r.stdout.strip()
+        cfg = __import__("json").loads((berth.root / "containers" / cid / "config.json").read_text())
+        assert cfg["annotations"]["org.berth.isolation"] == "vm"
+        assert berth.status(cid)["Status"] == "created"
+    else:
+        assert r.returncode == 125 and r.stderr.count("\n") == 1 and "isolation vm" in r.stderr
+
+
+def test_vm_annotations_carry_memory_in_mib_and_whole_cpus():
+    from berth.engine.options import CreateOptions
+    from berth.engine.spec import build_spec
+
+    opts = CreateOptions(image="busybox", command=["true"], isolation="vm", memory=512 << 20, cpus=1.5)
+    spec, _ = build_spec(opts, {}, __import__("pathlib").Path("/nonexistent"), "c" * 64, "h", [], None, "/berth/x")
+    ann = spec["annotations"]
+    assert (ann["org.berth.isolation"], ann["org.berth.vm.memory"], ann["org.berth.vm.cpus"]) == ("vm", "512", "2")
