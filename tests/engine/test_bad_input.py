@@ -99,3 +99,14 @@ def test_vm_annotations_carry_memory_in_mib_and_whole_cpus():
     spec, _ = build_spec(opts, {}, __import__("pathlib").Path("/nonexistent"), "c" * 64, "h", [], None, "/berth/x")
     ann = spec["annotations"]
     assert (ann["org.berth.isolation"], ann["org.berth.vm.memory"], ann["org.berth.vm.cpus"]) == ("vm", "512", "2")
+
+
+def test_missing_runtime_is_an_engine_error_not_127(berth):
+    import subprocess
+
+    from conftest import BERTH
+
+    env = dict(os.environ, BERTH_RUNTIME="/no/such/runtime")
+    r = subprocess.run([BERTH, "--root", str(berth.root), "run", "--rm", "busybox", "true"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 125 and "OCI runtime /no/such/runtime not found" in r.stderr

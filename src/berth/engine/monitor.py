@@ -63,6 +63,10 @@ def launch(a: MonitorArgs, on_listening=None) -> int:
     exe = libexec("berth-monitor")
     if not exe.exists():
         raise NotFound(f"start container: {exe} is missing (run scripts/setup.sh)")
+    # a missing runtime must not look like the container's command missing (127)
+    if not (os.access(a.runtime, os.X_OK) if "/" in a.runtime else _which(a.runtime)):
+        raise NotFound(f"start container {a.cid[:12]}: OCI runtime {a.runtime} not found "
+                       "(set BERTH_RUNTIME or run scripts/setup.sh)")
     argv = [str(exe), "--runtime", a.runtime, "--root", a.runtime_root, "--bundle", str(a.bundle),
             "--id", a.cid, "--dir", str(a.cdir), "--log", str(a.log_path),
             "--log-max-size", str(a.log_max_size), "--log-max-file", str(a.log_max_file),
@@ -110,6 +114,12 @@ def launch(a: MonitorArgs, on_listening=None) -> int:
     if code == 126:
         raise CannotInvoke(text)
     raise BerthError(text)
+
+
+def _which(name: str) -> bool:
+    import shutil
+
+    return shutil.which(name) is not None
 
 
 def connect(cdir: Path) -> socket.socket:
