@@ -32,12 +32,16 @@ def info(engine) -> dict[str, Any]:
     from berth.engine.backends import vm_available
 
     accel = None
-    try:
-        from berth.runtime.vm import accel as _accel  # type: ignore[attr-defined]
+    if vm_available():
+        try:
+            from berth.runtime.vm.accel import probe  # cached after the first run
 
-        accel = _accel.describe() if hasattr(_accel, "describe") else None
-    except ImportError:
-        pass
+            name, reason = probe()
+            accel = {"Name": name, "Reason": reason}
+        except ImportError:
+            pass
+        except Exception as e:  # noqa: BLE001 - info reports, never fails
+            accel = {"Name": None, "Reason": str(e)}
     return {
         "Containers": len(items), "ContainersRunning": count("running"), "ContainersPaused": count("paused"),
         "ContainersStopped": count("exited") + count("created"),
