@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -61,6 +62,7 @@ static const char *log_path = NULL;
 static long long log_max_size = 0; /* 0: unlimited */
 static int log_max_file = 1;
 static int use_terminal = 0;
+static int tty_rows = 0, tty_cols = 0; /* initial window size of the pty */
 static int use_stdin = 0;
 static int wait_attach = 0;
 static int sync_fd = -1;
@@ -637,6 +639,11 @@ static int run_once(int first) {
                     pty = recv_fd(c);
                     close(c);
                 }
+                if (pty >= 0 && tty_rows > 0 && tty_cols > 0) {
+                    /* the attaching terminal's size, before the workload starts */
+                    struct winsize ws = {.ws_row = (unsigned short)tty_rows, .ws_col = (unsigned short)tty_cols};
+                    ioctl(pty, TIOCSWINSZ, &ws);
+                }
                 break;
             }
             int st;
@@ -879,7 +886,7 @@ static int should_restart(int code) {
 
 static void usage(void) {
     die("usage: berth-monitor --runtime PATH --root DIR --bundle DIR --id ID --dir DIR "
-        "[--log PATH --log-max-size N --log-max-file N] [--terminal] [--stdin] [--attach] "
+        "[--log PATH --log-max-size N --log-max-file N] [--terminal [--tty-size RxC]] [--stdin] [--attach] "
         "[--restart POLICY --restart-max N] [--oom-file PATH] [--sync-fd N] "
         "[--health-cmd CMD --health-interval S --health-timeout S --health-retries N] "
         "[--exit-command ARG]...");
@@ -898,6 +905,7 @@ int main(int argc, char **argv) {
         else if (ARG("--log-max-size")) log_max_size = atoll(argv[++i]);
         else if (ARG("--log-max-file")) log_max_file = atoi(argv[++i]);
         else if (!strcmp(a, "--terminal")) use_terminal = 1;
+        else if (ARG("--tty-size")) sscanf(argv[++i], "%dx%d", &tty_rows, &tty_cols);
         else if (!strcmp(a, "--stdin")) use_stdin = 1;
         else if (!strcmp(a, "--attach")) wait_attach = 1;
         else if (ARG("--restart")) restart_policy = argv[++i];

@@ -129,10 +129,11 @@ def test_tty_run_and_exec_get_a_terminal(berth):
         import pytest
 
         pytest.skip("script(1) is needed to give the CLI a terminal")
-    cmd = f"{berth_cmd(berth)} run -t --rm busybox sh -c 'tty; exit 4'"
+    cmd = f"stty rows 33 cols 101; {berth_cmd(berth)} run -t --rm busybox sh -c 'tty; stty size; exit 4'"
     r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 4
     assert "/dev/pts/" in r.stdout
+    assert "33 101" in r.stdout  # the caller's window size reached the container's pty
 
 
 def berth_cmd(berth) -> str:

@@ -73,6 +73,9 @@ def launch(a: MonitorArgs, on_listening=None) -> int:
             "--restart", a.restart, "--restart-max", str(a.restart_max)]
     if a.terminal:
         argv.append("--terminal")
+        size = _terminal_size()
+        if size:
+            argv += ["--tty-size", size]
     if a.stdin:
         argv.append("--stdin")
     if a.attach:
@@ -114,6 +117,17 @@ def launch(a: MonitorArgs, on_listening=None) -> int:
     if code == 126:
         raise CannotInvoke(text)
     raise BerthError(text)
+
+
+def _terminal_size() -> str | None:
+    """ROWSxCOLS of the caller's terminal, for the container's pty."""
+    for fd in (0, 1, 2):
+        try:
+            cols, rows = os.get_terminal_size(fd)
+            return f"{rows}x{cols}"
+        except OSError:
+            continue
+    return None
 
 
 def _which(name: str) -> bool:
