@@ -556,6 +556,25 @@ static void health_record(int status) {
     next_health = mono_now() + health_interval;
 }
 
+/* An attached CLI whose terminal was resized writes "ROWS COLS" to the
+ * state dir's `winsize` file and sends SIGWINCH. */
+static void apply_winsize(int pty) {
+    char buf[64];
+    int fd = open("winsize", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = 0;
+    int rows = 0, cols = 0;
+    if (sscanf(buf, "%d %d", &rows, &cols) == 2 && rows > 0 && cols > 0) {
+        struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+        ioctl(pty, TIOCSWINSZ, &ws);
+    }
+}
+
 /* ---- one container lifetime ------------------------------------------- */
 
 /* Returns the exit code (or 128+signal); -1 when create failed. */
@@ -718,6 +737,7 @@ static int run_once(int first) {
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGWINCH);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     static char buf[65536];
     int exited = container_status != -1;
@@ -757,8 +777,13 @@ static int run_once(int first) {
             break;
         if (pf[i_sig].revents & POLLIN) {
             struct signalfd_siginfo si;
+            int winch = 0;
             while (read(sfd, &si, sizeof si) > 0) {
+                if (si.ssi_signo == SIGWINCH)
+                    winch = 1;
             }
+            if (winch && pty >= 0)
+                apply_winsize(pty);
             int wst;
             pid_t w;
             while ((w = waitpid(-1, &wst, WNOHANG)) > 0) {
@@ -961,6 +986,7 @@ int main(int argc, char **argv) {
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGWINCH); /* "winsize changed": read by the event loop */
     sigprocmask(SIG_BLOCK, &mask, NULL);
     /* adopt the container's init when the runtime's create exits */
     prctl(PR_SET_CHILD_SUBREAPER, 1);

@@ -158,3 +158,16 @@ def test_image_resolution_cache_follows_the_store(berth):
     berth.out("image", "rm", tag)
     r = berth("run", "--rm", "--network", "none", tag, "true")
     assert r.returncode == 125 and "unable to find image" in r.stderr
+
+
+def test_tty_resize_reaches_the_container(berth):
+    import shutil
+
+    if not shutil.which("script"):
+        import pytest
+
+        pytest.skip("script(1) is needed to give the CLI a terminal")
+    cmd = (f"stty rows 33 cols 101; {berth_cmd(berth)} run -t --rm busybox sh -c 'stty size; sleep 1.5; stty size'"
+           " </dev/tty & sleep 0.8; stty rows 40 cols 120 </dev/tty; kill -WINCH $!; wait")
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["33", "101", "40", "120"]

@@ -29,6 +29,21 @@ def _pump_stdin(sock: socket.socket, src: BinaryIO) -> None:
         pass
 
 
+def _send_winsize(cdir: Path) -> None:
+    """Tell the monitor the terminal's new size (file + SIGWINCH)."""
+    import json
+
+    try:
+        cols, rows = os.get_terminal_size(0 if os.isatty(0) else 1)
+        tmp = cdir / ".winsize.tmp"
+        tmp.write_text(f"{rows} {cols}\n")
+        os.rename(tmp, cdir / "winsize")
+        st = json.loads((cdir / "status.json").read_text())
+        os.kill(st["monitor_pid"], signal.SIGWINCH)
+    except (OSError, ValueError, KeyError):
+        pass
+
+
 class _RawTerminal:
     """Put the caller's terminal in raw mode while attached to a -t container."""
 
@@ -69,6 +84,8 @@ def attach(cdir: Path, stdin: BinaryIO | None, stdout: BinaryIO, stderr: BinaryI
         raw = _RawTerminal(stdin.fileno()) if (tty and stdin is not None and stdin.isatty()) else None
         if raw:
             raw.__enter__()
+        if tty and (os.isatty(0) or os.isatty(1)):
+            old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda n, f: _send_winsize(cdir))
         try:
             for sid, data in read_frames(sock):
                 out = stderr if sid == 2 else stdout
