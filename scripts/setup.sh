@@ -27,5 +27,20 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# berth-runtime is exec'd once per container operation, so its start-up is on
+# every container's critical path. pip's console-script wrapper imports `re`
+# and runs site (with the editable install's .pth): replace it with a launcher
+# that runs the interpreter isolated (-I: no PYTHON* variables, so bytecode is
+# cached even under PYTHONDONTWRITEBYTECODE) and without site (-S), putting
+# berth's source and the venv's site-packages on sys.path directly.
+py="$PWD/$VENV/bin/python3"
+berth_dir=$("$py" -c 'import berth, os; print(os.path.dirname(os.path.dirname(berth.__file__)))')
+purelib=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+printf '#!%s -IS\nimport sys\nsys.path[:0] = ["%s", "%s"]\nfrom berth.cli.runtime import entry\nentry()\n' \
+  "$py" "$berth_dir" "$purelib" > "$VENV/bin/berth-runtime.tmp"
+chmod 755 "$VENV/bin/berth-runtime.tmp"
+mv "$VENV/bin/berth-runtime.tmp" "$VENV/bin/berth-runtime"
+"$py" -I -m compileall -q "$berth_dir/berth" >/dev/null
+
 # C helpers (guest agent, container monitor) land in the venv's libexec.
 make -s -C csrc OUT="$PWD/$VENV/libexec/berth"

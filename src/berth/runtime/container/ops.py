@@ -183,9 +183,28 @@ def _cleanup(d: str, cg) -> None:
             cg.destroy()
         except OSError as e:
             os.write(2, f"berth-runtime: warning: remove cgroup: {e.strerror}\n".encode())
-    import shutil
+    _remove_dir(d)
 
-    shutil.rmtree(d, ignore_errors=True)
+
+def _remove_dir(d: str) -> None:
+    """Remove a container's state directory (flat: state.json, the FIFO, temp files)."""
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return
+    for n in names:
+        try:
+            os.unlink(os.path.join(d, n))
+        except IsADirectoryError:
+            import shutil
+
+            shutil.rmtree(os.path.join(d, n), ignore_errors=True)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(d)
+    except FileNotFoundError:
+        pass
 
 
 def start(root: str, cid: str) -> None:
