@@ -41,8 +41,6 @@ _MACHINE = os.uname().machine
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}.get(_MACHINE, 155)
 _SYS_OPENAT2 = 437
 
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 class _OpenHow(ctypes.Structure):
@@ -56,14 +54,14 @@ def _b(s: str | None) -> bytes | None:
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None, what: str | None = None) -> None:
     """mount(2). ``what`` names the mount in the error (the target is often a /proc/self/fd path)."""
-    r = libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data) if data else None)
+    r = libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data) if data else None)
     if r == -1:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {what or (str(source) + ' on ' + target)}: {os.strerror(err)}")
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    check(libc.umount2(_b(target), flags), f"umount {target}")
+    check(libc.umount2(_b(target), ctypes.c_int(flags)), f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

@@ -20,12 +20,17 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SYS_CLOSE_RANGE = 436  # same number on every architecture (new syscall table)
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
-libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_ul = ctypes.c_ulong
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    """prctl(2); raises ``OSError`` on failure."""
-    return check(libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl {option}")
+    """prctl(2); raises ``OSError`` on failure.
+
+    Arguments are wrapped per call: ``libc`` is shared, so setting argtypes on
+    it would break other modules' calls (seccomp passes a pointer).
+    """
+    return check(libc.prctl(ctypes.c_int(option), _ul(arg2), _ul(arg3), _ul(arg4), _ul(arg5)),
+                 f"prctl {option}")
 
 
 def set_child_subreaper() -> None:

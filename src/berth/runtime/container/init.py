@@ -53,6 +53,8 @@ class Spec:
         self.preserve_fds = 0
         self.prestart_hooks = False
         self.gate = True                  # wait for "start" before exec
+        self.seccomp_prog: bytes | None = None  # compiled filter (from the cache), or
+        self.seccomp_filter = None              # a libseccomp filter built before pivot_root
 
 
 def preload(spec: Spec) -> None:
@@ -65,8 +67,14 @@ def preload(spec: Spec) -> None:
         from berth.runtime.container import console
 
         console.preload()
-    if spec.cfg["linux"].get("seccomp"):
-        from berth.runtime.container import seccomp  # noqa: F401
+    sc = spec.cfg["linux"].get("seccomp")
+    if sc:
+        from berth._sys import seccomp as _sc  # noqa: F401 - load_bpf after pivot_root
+
+        if spec.seccomp_prog is None:
+            from berth.runtime.container import seccomp
+
+            spec.seccomp_filter = seccomp.build(sc)  # dlopen libseccomp while we can
     if spec.cfg.get("hooks", {}).get("createContainer") or spec.cfg.get("hooks", {}).get("startContainer"):
         import subprocess  # noqa: F401
 
@@ -251,12 +259,16 @@ def lookup(arg0: str, path: str) -> str:
     raise CommandNotFound(f"exec: {arg0!r}: executable file not found{where}")
 
 
-def _seccomp(cfg: dict) -> None:
-    sc = cfg["linux"].get("seccomp")
-    if sc:
-        from berth.runtime.container import seccomp
+def _seccomp(spec: Spec) -> None:
+    try:
+        if spec.seccomp_prog:
+            from berth._sys import seccomp as _sc
 
-        seccomp.load(sc)
+            _sc.load_bpf(spec.seccomp_prog)
+        elif spec.seccomp_filter is not None:
+            spec.seccomp_filter.load()
+    except OSError as e:
+        raise RuntimeFailure(f"load seccomp filter: {e.strerror}") from None
 
 
 def _finalize(spec: Spec, proc: dict, sync_w: int, reply_r: int, fifo_fd: int | None) -> None:
@@ -270,7 +282,7 @@ def _finalize(spec: Spec, proc: dict, sync_w: int, reply_r: int, fifo_fd: int | 
     if nnp:
         _proc.set_no_new_privs()
     else:
-        _seccomp(spec.cfg)  # needs CAP_SYS_ADMIN without no_new_privs: load before dropping
+        _seccomp(spec)  # needs CAP_SYS_ADMIN without no_new_privs: load before dropping
     m = caps.masks(proc.get("capabilities"))
     caps.drop_bounding(m["bounding"])
     caps.keep_across_setuid(True)
@@ -301,7 +313,7 @@ def _finalize(spec: Spec, proc: dict, sync_w: int, reply_r: int, fifo_fd: int | 
 
         _hooks.run("startContainer", start_hooks, {"id": "", "status": "running"})
     if nnp:
-        _seccomp(spec.cfg)
+        _seccomp(spec)
     # Python ignores SIGPIPE and SIGXFSZ; exec keeps ignored signals ignored.
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
         _signal.signal(sig, _signal.SIG_DFL)
