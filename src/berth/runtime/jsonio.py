@@ -27,6 +27,8 @@ class _Ctx:
 _scan = _json.make_scanner(_Ctx())
 _encode = _json.make_encoder(None, None, _json.encode_basestring, None, ": ", ", ",
                              False, False, False)
+_encode_sorted = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ":", ",",
+                                    True, False, False)
 
 
 def loads(s: str):
@@ -56,6 +58,11 @@ def loads(s: str):
 def dumps(obj) -> str:
     """Compact JSON text (``default`` hooks unsupported: plain data only)."""
     return "".join(_encode(obj, 0))
+
+
+def dumps_canonical(obj) -> str:
+    """Sorted keys, no spaces, ASCII: the same text for equal data (cache keys)."""
+    return "".join(_encode_sorted(obj, 0))
 
 
 def _where(s: str, pos: int) -> str:

@@ -25,6 +25,7 @@ import _signal
 import os
 import stat
 
+from berth._sys import caps as _caps
 from berth._sys import mount as _m
 from berth._sys import proc as _proc
 from berth.errors import CannotInvoke, CommandNotFound, ConfigError, RuntimeFailure
@@ -61,6 +62,7 @@ def preload(spec: Spec) -> None:
     """Import now every module P2 may need: after pivot_root (or setns into the
     container's mount namespace) the interpreter's files are out of reach."""
     proc = spec.process
+    _caps.last_cap()
     if proc.get("rlimits"):
         import resource  # noqa: F401
     if proc.get("terminal"):

@@ -62,9 +62,9 @@ def _seccomp_program(cfg: dict, root: str) -> bytes | None:
     sc = cfg["linux"].get("seccomp")
     if not sc:
         return None
-    from berth.runtime.container import seccomp
+    from berth.runtime.container import filtercache
 
-    return seccomp._cached_program(sc, os.path.join(root, ".seccomp"))
+    return filtercache.program(sc, root)
 
 
 def _namespace_plan(spec: init.Spec, cfg: dict) -> None:
@@ -106,7 +106,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
     if cfg["linux"].get("seccomp"):
         from berth.runtime.container import seccomp
 
-        seccomp.validate(cfg["linux"]["seccomp"])
+        seccomp.validate(cfg["linux"]["seccomp"])  # one line naming the field, before any state
     spec = init.Spec("init", cfg, cfg["process"], rootfs, bundle, no_pivot)
     spec.preserve_fds = preserve_fds
     spec.seccomp_prog = _seccomp_program(cfg, root)
@@ -128,7 +128,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
         st = {"id": cid, "pid": 0, "bundle": bundle, "rootfs": rootfs, "created": _now(),
               "creator": [os.getpid(), _proc.start_time(os.getpid())],
               "cgroup": cg.to_state(), "config": cfg, "backend": "container"}
-        state.write(d, st)
+        state.write(d, st, durable=False)
         if not _run:
             spec.fifo = os.path.join(d, state.FIFO)
             os.mkfifo(spec.fifo, 0o600)
@@ -139,11 +139,13 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
             hooks.run("createRuntime", h.get("createRuntime"), s)
             return jsonio.dumps(s)
 
-        child = process.launch(spec, cg, on_hooks)
-        st["pid"] = child.pid
-        st["startTime"] = _proc.start_time(child.pid)
-        del st["creator"]
-        state.write(d, st)
+        def on_pid(pid: int) -> None:
+            st["pid"] = pid
+            st["startTime"] = _proc.start_time(pid)
+            st.pop("creator", None)
+            state.write(d, st)
+
+        child = process.launch(spec, cg, on_hooks, on_pid)
         if pid_file:
             _write_pid_file(pid_file, child.pid)
     except BaseException:

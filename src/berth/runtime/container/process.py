@@ -50,8 +50,11 @@ def _write_maps(pid: int, cfg: dict) -> None:
         f.write(fmt(linux["gidMappings"]))
 
 
-def launch(spec: init.Spec, cgroup=None, on_hooks=None) -> Child:
+def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
     """Fork P1/P2 for ``spec`` and return once P2 is READY.
+
+    ``on_pid(pid)`` runs as soon as P2's pid is known, while P2 sets up (the
+    state write overlaps the container's set-up).
 
     ``on_hooks(pid) -> str`` runs prestart/createRuntime hooks in P0 when P2
     asks and returns the state JSON for createContainer hooks.
@@ -73,7 +76,6 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None) -> Child:
     try:
         if cgroup is not None:
             cgroup.add(p1)
-        os.write(reply_w, b"G")
         while True:
             msg = reader.next()
             if msg is None:
@@ -83,8 +85,12 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None) -> Child:
                 child.pid = int(msg[4:])
                 os.waitpid(p1, 0)
                 p1 = 0
+                if on_pid:
+                    on_pid(child.pid)
             elif msg == "USERNS":
                 _write_maps(p1, spec.cfg)
+                os.write(reply_w, b"G")
+            elif msg == "CGROUP":  # placed already: add() ran before this loop
                 os.write(reply_w, b"G")
             elif msg == "HOOKS":
                 state = on_hooks(child.pid) if on_hooks else "{}"
@@ -115,12 +121,11 @@ def _p1(spec: init.Spec, sync_w: int, reply_r: int):
         # process of ours (CVE-2019-5736); exec of the workload resets it.
         _proc.set_dumpable(False)
         init.preload(spec)
-        if channel.read_byte(reply_r) != b"G":
-            os._exit(1)
         for nstype, fd in spec.join:
             _ns.setns(fd, 0, f"{nstype} namespace")
             os.close(fd)
         if spec.new_user:
+            # The user namespace first: it owns the namespaces unshared next.
             _ns.unshare(_ns.CLONE_NEWUSER)
             channel.send(sync_w, "USERNS")
             if channel.read_byte(reply_r) != b"G":
@@ -131,8 +136,16 @@ def _p1(spec: init.Spec, sync_w: int, reply_r: int):
                 os.setresuid(0, 0, 0)
             except OSError:
                 pass
-        if spec.new_flags:
-            _ns.unshare(spec.new_flags)
+        # Everything but the cgroup namespace now, while P0 moves us into the
+        # cgroup (a v1 migration costs milliseconds per hierarchy); the cgroup
+        # namespace only once we are in place, so that it is rooted there.
+        if spec.new_flags & ~_ns.CLONE_NEWCGROUP:
+            _ns.unshare(spec.new_flags & ~_ns.CLONE_NEWCGROUP)
+        channel.send(sync_w, "CGROUP")
+        if channel.read_byte(reply_r) != b"G":
+            os._exit(1)
+        if spec.new_flags & _ns.CLONE_NEWCGROUP:
+            _ns.unshare(_ns.CLONE_NEWCGROUP)
         pid = os.fork()
         if pid == 0:
             init.run(spec, sync_w, reply_r)
