@@ -120,6 +120,9 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("config.json: process.args must not be empty")
     if not proc["cwd"].startswith("/"):
         raise ConfigError(f"config.json: process.cwd {proc['cwd']!r} must be an absolute path")
+    if ".." in proc["cwd"].split("/") or "\0" in proc["cwd"]:
+        # The cwd is resolved inside the rootfs anyway; '..' has no business there.
+        raise ConfigError(f"config.json: process.cwd {proc['cwd']!r} must not leave the root (contains '..')")
     proc.setdefault("env", [])
     proc.setdefault("user", {"uid": 0, "gid": 0})
     for e in proc["env"]:

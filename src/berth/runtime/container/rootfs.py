@@ -75,35 +75,52 @@ def resolve(rootfd: int, path: str, extra: int = 0) -> int:
 
 
 def ensure(rootfd: int, path: str, is_dir: bool, extra: int = 0) -> int:
-    """Like ``resolve`` but creates missing components (a file as the last one if not ``is_dir``)."""
+    """Like ``resolve`` but creates what is missing (a file as the last component
+    if not ``is_dir``), following the image's symlinks the way the kernel would
+    if the rootfs were "/": an absolute link restarts at the rootfs, ".." stops
+    at it (like securejoin's MkdirAll in runc).
+    """
     try:
         return resolve(rootfd, path, extra)
     except FileNotFoundError:
         pass
     parts = [p for p in path.split("/") if p and p != "."]
-    parent = os.dup(rootfd)
-    try:
-        for i, name in enumerate(parts):
-            if name == "..":
-                raise ConfigError(f"mount destination {path}: contains '..'")
+    done: list[str] = []
+    hops = 0
+    while parts:
+        name = parts.pop(0)
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        parent = resolve(rootfd, "/".join(done), extra)
+        try:
             try:
-                fd = m.openat2(rootfd, "/".join(parts[: i + 1]), os.O_PATH, _IN_ROOT | extra)
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             except FileNotFoundError:
-                last = i == len(parts) - 1
-                try:
-                    if last and not is_dir:
-                        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
-                                         | os.O_CLOEXEC, 0o644, dir_fd=parent))
-                    else:
-                        os.mkdir(name, 0o755, dir_fd=parent)
-                except FileExistsError:
-                    raise ConfigError(f"mount destination {path}: {name} is a dangling symlink") from None
-                fd = m.openat2(rootfd, "/".join(parts[: i + 1]), os.O_PATH, _IN_ROOT | extra)
+                last = not parts
+                if last and not is_dir:
+                    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                                     | os.O_CLOEXEC, 0o644, dir_fd=parent))
+                else:
+                    os.mkdir(name, 0o755, dir_fd=parent)
+                done.append(name)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                if extra & m.RESOLVE_NO_SYMLINKS:
+                    raise OSError(errno.ELOOP, f"{path}: symlink in the way", path)
+                hops += 1
+                if hops > 40:
+                    raise ConfigError(f"mount destination {path}: too many levels of symlinks")
+                target = os.readlink(name, dir_fd=parent)
+                if target.startswith("/"):
+                    done = []
+                parts = [p for p in target.split("/") if p and p != "."] + parts
+                continue
+            done.append(name)
+        finally:
             os.close(parent)
-            parent = fd
-        return os.dup(parent)
-    finally:
-        os.close(parent)
+    return resolve(rootfd, "/".join(done), extra)
 
 
 def _locked_flags(path: str) -> int:
@@ -251,13 +268,13 @@ def prepare(rootfs: str, cfg: dict, bundle: str, userns: bool) -> None:
 
 
 def verified_null() -> int:
-    """The container's /dev/null (after pivot_root), opened without following any
-    link and verified to be the 1:3 character device: masking with whatever the
-    image put there could bind a host file over a masked path (CVE-2025-31133).
+    """The container's /dev/null (after pivot_root), resolved inside the root and
+    verified to be the 1:3 character device: masking with whatever the image
+    put there could bind another file over a masked path (CVE-2025-31133).
     """
     rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = m.openat2(rootfd, "dev/null", os.O_PATH, _IN_ROOT | m.RESOLVE_NO_SYMLINKS)
+        fd = m.openat2(rootfd, "dev/null", os.O_PATH, _IN_ROOT)
     except OSError as e:
         raise RuntimeFailure(f"mask paths: open /dev/null: {os.strerror(e.errno)}") from None
     finally:
