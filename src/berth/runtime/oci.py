@@ -68,14 +68,14 @@ HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", 
 
 
 def _typename(t) -> str:
-    return {str: "string", int: "integer", bool: "boolean", dict: "object", list: "array"}[t]
+    return {str: "a string", int: "an integer", bool: "a boolean", dict: "an object", list: "an array"}[t]
 
 
 def _check(value, schema, where: str) -> None:
     if isinstance(schema, type):
         ok = isinstance(value, schema) and not (schema is int and isinstance(value, bool))
         if not ok:
-            raise ConfigError(f"config.json: {where} must be a {_typename(schema)}")
+            raise ConfigError(f"config.json: {where} must be {_typename(schema)}")
         return
     if isinstance(schema, tuple):
         kind, inner = schema
