@@ -3,8 +3,8 @@
 Children write newline-framed messages on one pipe (writes under PIPE_BUF are
 atomic, so P1 and P2 may share it); P0 answers on another. Messages:
 ``PID n`` (P1: the container's init pid), ``USERNS`` (P1 unshared a user
-namespace: write its id maps), ``CGROUP`` (P1 is about to unshare the cgroup
-namespace: answered once P1 is in the container's cgroup), ``HOOKS`` (P2: run prestart/createRuntime now),
+namespace: write its id maps), and answers every ``PID`` with ``G`` once
+P2 is in the container's cgroup, ``HOOKS`` (P2: run prestart/createRuntime now),
 ``READY`` (P2: set up, waiting for start), ``ERR code message``.
 """
 

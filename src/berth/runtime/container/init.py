@@ -4,7 +4,9 @@ Order (runc's standard_init_linux, with reasons):
   1. setsid; umask 0 so device nodes get their configured modes.
   2. oom_score_adj while we still have CAP_SYS_RESOURCE.
   3. open the exec FIFO before the host's tree disappears.
-  4. mounts, devices (rootfs.prepare); prestart/createRuntime hooks in P0,
+  4. mounts, devices (rootfs.prepare), waiting for P0 to have placed us in
+     the cgroup only before the cgroup namespace and /sys/fs/cgroup;
+     prestart/createRuntime hooks in P0,
      createContainer hooks here, all before pivot_root (runtime-spec).
   5. pivot_root (chroot only with --no-pivot); terminal from the new devpts.
   6. hostname, sysctl (before /proc/sys goes read-only), read-only and masked
@@ -46,7 +48,7 @@ class Spec:
         self.bundle = bundle
         self.no_pivot = no_pivot
         self.join: list[tuple[str, int]] = []   # (type, fd) in JOIN_ORDER
-        self.new_flags = 0                # unshare flags other than CLONE_NEWUSER
+        self.new_flags = 0                # unshare flags but CLONE_NEWUSER and CLONE_NEWCGROUP
         self.new_user = False
         self.userns = False               # running inside a user namespace (new or joined)
         self.console_fd: int | None = None
@@ -56,6 +58,22 @@ class Spec:
         self.gate = True                  # wait for "start" before exec
         self.seccomp_prog: bytes | None = None  # compiled filter (from the cache), or
         self.seccomp_filter = None              # a libseccomp filter built before pivot_root
+        self.new_cgroupns = False         # P2 unshares it once placed in its cgroup
+        self._placed = False
+        self._reply_r = -1
+
+    def wait_cgroup(self) -> None:
+        """Block until P0 has put us in the container's cgroup ("G"), then
+        unshare the cgroup namespace if asked: it is rooted where we are."""
+        if self._placed:
+            return
+        if channel.read_byte(self._reply_r) != b"G":
+            os._exit(1)
+        self._placed = True
+        if self.new_cgroupns:
+            from berth._sys import ns as _ns
+
+            _ns.unshare(_ns.CLONE_NEWCGROUP)
 
 
 def preload(spec: Spec) -> None:
@@ -85,6 +103,7 @@ def preload(spec: Spec) -> None:
 
 def run(spec: Spec, sync_w: int, reply_r: int):
     """P2's body; never returns."""
+    spec._reply_r = reply_r
     try:
         if spec.kind == "init":
             _container_init(spec, sync_w, reply_r)
@@ -109,7 +128,8 @@ def _container_init(spec: Spec, sync_w: int, reply_r: int) -> None:
     ns_types = [n["type"] for n in linux.get("namespaces", ())]
     if "mount" not in ns_types:
         raise ConfigError("config.json: a mount namespace is required")
-    rootfs.prepare(spec.rootfs, cfg, spec.bundle, spec.userns)
+    rootfs.prepare(spec.rootfs, cfg, spec.bundle, spec.userns, spec.wait_cgroup)
+    spec.wait_cgroup()
     hooks = cfg.get("hooks", {})
     if spec.prestart_hooks or hooks.get("createContainer"):
         channel.send(sync_w, "HOOKS")
@@ -275,6 +295,7 @@ def _seccomp(spec: Spec) -> None:
 
 def _finalize(spec: Spec, proc: dict, sync_w: int, reply_r: int, fifo_fd: int | None) -> None:
     if spec.kind == "exec":
+        spec.wait_cgroup()
         os.setsid()
         if proc.get("terminal"):
             _console(spec, proc)

@@ -79,6 +79,8 @@ def _namespace_plan(spec: init.Spec, cfg: dict) -> None:
                 raise NotFound(f"join {t} namespace {n['path']}: {e.strerror}") from None
         elif t == "user":
             spec.new_user = True
+        elif t == "cgroup":
+            spec.new_cgroupns = True
         else:
             spec.new_flags |= _ns.NAMESPACES[t][0]
     spec.join = [(t, joins[t]) for t in _ns.JOIN_ORDER if t in joins]

@@ -1,12 +1,12 @@
 """P0 and P1: fork the container's processes and drive them through set-up.
 
-P0 (the CLI) forks P1; P0 places P1 in the cgroup *before* any cgroup
-namespace exists, so the namespace is rooted at the container's cgroup. P1
-joins the namespaces given by path, unshares a user namespace first (P0 then
-writes uid_map/gid_map from outside, as an unprivileged process cannot map
-itself), then the other namespaces including the pid namespace, and forks P2,
-the container's PID 1. P1 reports P2's pid and exits; P2 sets up (init.py) and
-reports READY or ERR. Everything is forked, never re-executed: no second
+P0 (the CLI) forks P1. P1 joins the namespaces given by path, unshares a user
+namespace first (P0 then writes uid_map/gid_map from outside, as an
+unprivileged process cannot map itself), then the other namespaces including
+the pid namespace but not the cgroup one, and forks P2, the container's PID 1.
+P1 reports P2's pid and exits. P0 places P2 in the cgroup and says so ("G");
+P2 unshares the cgroup namespace only after that, so the namespace is rooted at
+the container's cgroup. P2 sets up (init.py) and reports READY or ERR. Everything is forked, never re-executed: no second
 interpreter start per container.
 """
 
@@ -50,6 +50,14 @@ def _write_maps(pid: int, cfg: dict) -> None:
         f.write(fmt(linux["gidMappings"]))
 
 
+def _reply(fd: int, data: bytes) -> None:
+    """Answer a child; if it died meanwhile, its ERR (or EOF) is read next."""
+    try:
+        os.write(fd, data)
+    except BrokenPipeError:
+        pass
+
+
 def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
     """Fork P1/P2 for ``spec`` and return once P2 is READY.
 
@@ -74,8 +82,6 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
     reader = channel.Reader(sync_r)
     child = Child(0, reader, reply_w)
     try:
-        if cgroup is not None:
-            cgroup.add(p1)
         while True:
             msg = reader.next()
             if msg is None:
@@ -83,18 +89,21 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
             channel.raise_if_error(msg)
             if msg.startswith("PID "):
                 child.pid = int(msg[4:])
+                # P2 sets up its mounts meanwhile; it waits for this "G" only
+                # before it unshares the cgroup namespace (rooted where it is).
+                if cgroup is not None:
+                    cgroup.add(child.pid)
+                _reply(reply_w, b"G")
                 os.waitpid(p1, 0)
                 p1 = 0
                 if on_pid:
                     on_pid(child.pid)
             elif msg == "USERNS":
                 _write_maps(p1, spec.cfg)
-                os.write(reply_w, b"G")
-            elif msg == "CGROUP":  # placed already: add() ran before this loop
-                os.write(reply_w, b"G")
+                _reply(reply_w, b"G")
             elif msg == "HOOKS":
                 state = on_hooks(child.pid) if on_hooks else "{}"
-                os.write(reply_w, ("G" + state + "\n").encode())
+                _reply(reply_w, ("G" + state + "\n").encode())
             elif msg == "READY":
                 return child
     except BaseException:
@@ -136,16 +145,12 @@ def _p1(spec: init.Spec, sync_w: int, reply_r: int):
                 os.setresuid(0, 0, 0)
             except OSError:
                 pass
-        # Everything but the cgroup namespace now, while P0 moves us into the
-        # cgroup (a v1 migration costs milliseconds per hierarchy); the cgroup
-        # namespace only once we are in place, so that it is rooted there.
-        if spec.new_flags & ~_ns.CLONE_NEWCGROUP:
-            _ns.unshare(spec.new_flags & ~_ns.CLONE_NEWCGROUP)
-        channel.send(sync_w, "CGROUP")
-        if channel.read_byte(reply_r) != b"G":
-            os._exit(1)
-        if spec.new_flags & _ns.CLONE_NEWCGROUP:
-            _ns.unshare(_ns.CLONE_NEWCGROUP)
+        # Everything but the cgroup namespace: P2 unshares that one itself once
+        # P0 has moved it into its cgroup. Moving a task costs an RCU grace
+        # period (cgroup_threadgroup_rwsem), ~10 ms on a busy host; P2 mounts
+        # the rootfs meanwhile instead of waiting.
+        if spec.new_flags:
+            _ns.unshare(spec.new_flags)
         pid = os.fork()
         if pid == 0:
             init.run(spec, sync_w, reply_r)

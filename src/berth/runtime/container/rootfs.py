@@ -242,8 +242,11 @@ def setup_dev(rootfd: int, cfg: dict, userns: bool) -> None:
         os.close(dfd)
 
 
-def prepare(rootfs: str, cfg: dict, bundle: str, userns: bool) -> None:
-    """Make the new mount namespace's tree: propagation, root bind, mounts, /dev."""
+def prepare(rootfs: str, cfg: dict, bundle: str, userns: bool, before_cgroup=None) -> None:
+    """Make the new mount namespace's tree: propagation, root bind, mounts, /dev.
+
+    ``before_cgroup()`` is called before a cgroup filesystem is mounted (the
+    view depends on the cgroup we are in)."""
     prop = cfg["linux"].get("rootfsPropagation") or "rslave"
     # Mount events must not leak back to the host: make everything slave (or
     # private) first, recursively; "shared" is applied to the rootfs afterwards.
@@ -255,6 +258,8 @@ def prepare(rootfs: str, cfg: dict, bundle: str, userns: bool) -> None:
         mounts = cfg.get("mounts", [])
         cgroupns = any(n["type"] == "cgroup" for n in cfg["linux"].get("namespaces", ()))
         for mnt in mounts:
+            if mnt.get("type") == "cgroup" and before_cgroup is not None:
+                before_cgroup()
             mount_one(rootfd, mnt, bundle, cgroupns)
         dev_bound = any(x["destination"].rstrip("/") == "/dev" and
                         (x.get("type") == "bind" or "bind" in x.get("options", ()) or "rbind" in x.get("options", ()))
