@@ -77,6 +77,25 @@ def cloexec_from(first: int) -> None:
                     pass
 
 
+# getrlimit(2) resource numbers (asm-generic; same on x86_64, arm64, riscv64, s390x, ppc64le)
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_ulong), ("max", ctypes.c_ulong)]
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """setrlimit(2) (ctypes: the ``resource`` module would be one more import per container)."""
+    lim = _Rlimit(soft & 0xFFFFFFFFFFFFFFFF, hard & 0xFFFFFFFFFFFFFFFF)
+    check(libc.setrlimit(ctypes.c_int(resource), ctypes.byref(lim)), f"setrlimit {resource}")
+
+
 def start_time(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat (start time in clock ticks), or None if gone or a zombie.
 

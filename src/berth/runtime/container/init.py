@@ -81,8 +81,6 @@ def preload(spec: Spec) -> None:
     container's mount namespace) the interpreter's files are out of reach."""
     proc = spec.process
     _caps.last_cap()
-    if proc.get("rlimits"):
-        import resource  # noqa: F401
     if proc.get("terminal"):
         from berth.runtime.container import console
 
@@ -179,16 +177,14 @@ def _console(spec: Spec, proc: dict) -> None:
 
 
 def _rlimits(limits: list[dict]) -> None:
-    import resource
-
     for r in limits:
         name = r["type"]
-        res = getattr(resource, name, None)
-        if not name.startswith("RLIMIT_") or res is None:
+        res = _proc.RLIMITS.get(name)
+        if res is None:
             raise ConfigError(f"config.json: unknown rlimit {name}")
         try:
-            resource.setrlimit(res, (r["soft"], r["hard"]))
-        except (ValueError, OSError) as e:
+            _proc.setrlimit(res, r["soft"], r["hard"])
+        except OSError as e:
             hint = ""
             if name == "RLIMIT_NOFILE":
                 try:
@@ -196,8 +192,8 @@ def _rlimits(limits: list[dict]) -> None:
                         hint = f" (the host allows at most {f.read().strip()})"
                 except OSError:
                     pass
-            raise ConfigError(f"set {name} to soft {r['soft']} hard {r['hard']}: "
-                              f"{getattr(e, 'strerror', None) or e}{hint}") from None
+            why = "soft limit above hard" if r["soft"] > r["hard"] else os.strerror(e.errno)
+            raise ConfigError(f"set {name} to soft {r['soft']} hard {r['hard']}: {why}{hint}") from None
 
 
 def _user(user: dict, userns: bool) -> None:

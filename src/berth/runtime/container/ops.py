@@ -64,7 +64,12 @@ def _seccomp_program(cfg: dict, root: str) -> bytes | None:
         return None
     from berth.runtime.container import filtercache
 
-    return filtercache.program(sc, root)
+    prog = filtercache.program(sc, root)  # compiling validates; a cached one was valid
+    if prog is None:
+        from berth.runtime.container import seccomp
+
+        seccomp.validate(sc)  # one line naming the field, before any state exists
+    return prog
 
 
 def _namespace_plan(spec: init.Spec, cfg: dict) -> None:
@@ -105,13 +110,9 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
     bundle = os.path.abspath(bundle)
     if cfg is None or rootfs is None:
         cfg, rootfs = oci.load_bundle(bundle)
-    if cfg["linux"].get("seccomp"):
-        from berth.runtime.container import seccomp
-
-        seccomp.validate(cfg["linux"]["seccomp"])  # one line naming the field, before any state
     spec = init.Spec("init", cfg, cfg["process"], rootfs, bundle, no_pivot)
     spec.preserve_fds = preserve_fds
-    spec.seccomp_prog = _seccomp_program(cfg, root)
+    spec.seccomp_prog = _seccomp_program(cfg, root)  # before reserve(): errors leave nothing
     h = cfg.get("hooks", {})
     spec.prestart_hooks = bool(h.get("prestart") or h.get("createRuntime"))
     d = state.reserve(root, cid)

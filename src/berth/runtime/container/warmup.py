@@ -1,0 +1,67 @@
+"""Start the cgroup migration's RCU grace period early, off the critical path.
+
+Moving a task into a cgroup takes cgroup_threadgroup_rwsem for writing; the
+first writer after a quiet period waits for a full RCU grace period (rcu_sync,
+~10-15 ms here), later writers within the next grace period do not. So as the
+CLI starts (create, run, exec) a thread "moves" the runtime into the cgroup it
+is already in (writing 0 to cgroup.procs: the writer's own process, a no-op
+migration). The grace period then elapses while Python imports and the config
+loads, and the real move of the container's init costs well under 1 ms
+(measured: ~15 ms cold, ~0.35 ms primed). Failure only loses the speed-up.
+"""
+
+import os
+
+_lock = None
+
+
+def _own_procs_file() -> str | None:
+    with open("/proc/self/cgroup", "rb") as f:
+        lines = f.read().decode(errors="replace").splitlines()
+    paths = {}
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        paths[ctrls] = path
+    # Any hierarchy will do: the rwsem is global. Prefer ones present on v1, hybrid, v2.
+    for ctrls, base in (("pids", "/sys/fs/cgroup/pids"), ("", "/sys/fs/cgroup/unified"),
+                        ("", "/sys/fs/cgroup")):
+        if ctrls in paths:
+            f = base + paths[ctrls].rstrip("/") + "/cgroup.procs"
+            if os.path.exists(f):
+                return f
+    return None
+
+
+def _prime(lock) -> None:
+    try:
+        path = _own_procs_file()
+        if path:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+    except (OSError, ValueError):
+        pass
+    finally:
+        lock.release()
+
+
+def start() -> None:
+    """Begin priming in a thread (idempotent)."""
+    global _lock
+    if _lock is not None:
+        return
+    import _thread
+
+    _lock = _thread.allocate_lock()
+    _lock.acquire()
+    _thread.start_new_thread(_prime, (_lock,))
+
+
+def join() -> None:
+    """Wait for the priming thread; call before fork (no thread may be running then)."""
+    global _lock
+    if _lock is not None:
+        _lock.acquire()
+        _lock = None
