@@ -94,20 +94,3 @@ def setrlimit(resource: int, soft: int, hard: int) -> None:
     """setrlimit(2) (ctypes: the ``resource`` module would be one more import per container)."""
     lim = _Rlimit(soft & 0xFFFFFFFFFFFFFFFF, hard & 0xFFFFFFFFFFFFFFFF)
     check(libc.setrlimit(ctypes.c_int(resource), ctypes.byref(lim)), f"setrlimit {resource}")
-
-
-def start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks), or None if gone or a zombie.
-
-    Together with the pid it names one process across pid reuse.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    rest = data[data.rindex(b")") + 2:].split()
-    if rest[0] in (b"Z", b"X"):
-        return None
-    return int(rest[19])

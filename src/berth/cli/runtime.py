@@ -342,10 +342,6 @@ class _Log:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "create" in argv or "run" in argv or "exec" in argv:
-        from berth.runtime.container import warmup
-
-        warmup.start()  # cgroup migration's grace period runs during start-up
     log = _Log(None, "text")
     debug = False
     try:

@@ -9,11 +9,13 @@ at any point leaves something ``delete --force`` can clean.
 import os
 import time
 
-from berth._sys import ns as _ns
-from berth._sys import proc as _proc
-from berth.errors import Conflict, NotFound, RuntimeFailure
+from berth.errors import BerthError, Conflict, NotFound, RuntimeFailure
 from berth.runtime import jsonio, oci
-from berth.runtime.container import channel, hooks, init, process, state
+from berth.runtime.container import state
+
+# The process machinery (init, process, channel, hooks, _sys: ctypes) is
+# imported inside the verbs that need it: state/kill/delete/list do not, and
+# create imports it while the cgroup grace period runs (warmup.py).
 
 
 def _now() -> str:
@@ -72,8 +74,10 @@ def _seccomp_program(cfg: dict, root: str) -> bytes | None:
     return prog
 
 
-def _namespace_plan(spec: init.Spec, cfg: dict) -> None:
+def _namespace_plan(spec, cfg: dict) -> None:
     """Fill spec.join (namespaces by path, opened here so errors are P0's) and unshare flags."""
+    from berth._sys import ns as _ns
+
     joins = {}
     for n in cfg["linux"].get("namespaces", ()):
         t = n["type"]
@@ -98,8 +102,9 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
            _run: bool = False):
     """Create container ``cid`` from ``bundle``: set up, then wait for start.
 
-    With ``_run`` (used by run) the init waits on a pipe instead of the FIFO
-    and the launched child is returned so the caller can start it in-process.
+    With ``_run`` (used by run) the init waits on a pipe instead of the FIFO,
+    we become subreaper (to wait for it), and the launched child is returned
+    so the caller can start it in-process.
 
     Raises:
         NotFound, ConfigError: bad bundle; Conflict: the ID exists;
@@ -110,33 +115,50 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
     bundle = os.path.abspath(bundle)
     if cfg is None or rootfs is None:
         cfg, rootfs = oci.load_bundle(bundle)
-    spec = init.Spec("init", cfg, cfg["process"], rootfs, bundle, no_pivot)
-    spec.preserve_fds = preserve_fds
-    spec.seccomp_prog = _seccomp_program(cfg, root)  # before reserve(): errors leave nothing
+    seccomp_prog = _seccomp_program(cfg, root)  # before reserve(): errors leave nothing
     h = cfg.get("hooks", {})
-    spec.prestart_hooks = bool(h.get("prestart") or h.get("createRuntime"))
     d = state.reserve(root, cid)
     cg = None
     child = None
+    spec = None
     try:
+        cg = _open_cgroup(cfg, cid)
+        st = {"id": cid, "pid": 0, "bundle": bundle, "rootfs": rootfs, "created": _now(),
+              "creator": [os.getpid(), state.start_time(os.getpid())],
+              "cgroup": cg.to_state(), "config": cfg, "backend": "container"}
+        state.write(d, st, durable=False)  # first, so delete --force can find the cgroup
+        cg.create()
+        # The grace period a cgroup move waits for runs from here while we
+        # finish (importing the process machinery included); its writer holds
+        # cgroup_mutex, so it starts only after our mkdir (warmup.py).
+        from berth.runtime.container import warmup
+
+        warmup.start()
+        from berth._sys import proc as _proc
+        from berth.runtime.container import init, process
+
+        spec = init.Spec("init", cfg, cfg["process"], rootfs, bundle, no_pivot)
+        spec.preserve_fds = preserve_fds
+        spec.seccomp_prog = seccomp_prog
+        spec.prestart_hooks = bool(h.get("prestart") or h.get("createRuntime"))
         _namespace_plan(spec, cfg)
         if console_socket:
             from berth.runtime.container import console
 
             spec.console_fd = console.connect(console_socket)
-        cg = _open_cgroup(cfg, cid)
-        cg.create()
         if cfg["linux"].get("resources"):
             cg.apply(cfg["linux"]["resources"])
-        st = {"id": cid, "pid": 0, "bundle": bundle, "rootfs": rootfs, "created": _now(),
-              "creator": [os.getpid(), _proc.start_time(os.getpid())],
-              "cgroup": cg.to_state(), "config": cfg, "backend": "container"}
-        state.write(d, st, durable=False)
         if not _run:
             spec.fifo = os.path.join(d, state.FIFO)
             os.mkfifo(spec.fifo, 0o600)
+        else:
+            # The init is P1's child; as subreaper we inherit it when P1
+            # exits, so we can wait for it and collect its exit status.
+            _proc.set_child_subreaper()
 
         def on_hooks(pid: int) -> str:
+            from berth.runtime.container import hooks
+
             s = oci.state_json(cid, "created", pid, bundle, cfg.get("annotations"))
             hooks.run("prestart", h.get("prestart"), s)
             hooks.run("createRuntime", h.get("createRuntime"), s)
@@ -144,7 +166,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
 
         def on_pid(pid: int) -> None:
             st["pid"] = pid
-            st["startTime"] = _proc.start_time(pid)
+            st["startTime"] = state.start_time(pid)
             st.pop("creator", None)
             state.write(d, st)
 
@@ -158,10 +180,11 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
         _cleanup(d, cg)
         raise
     finally:
-        for _, fd in spec.join:
-            _close_quietly(fd)
-        if spec.console_fd is not None:
-            _close_quietly(spec.console_fd)
+        if spec is not None:
+            for _, fd in spec.join:
+                _close_quietly(fd)
+            if spec.console_fd is not None:
+                _close_quietly(spec.console_fd)
     if _run:
         return child, st, d
     child.close()
@@ -193,12 +216,12 @@ def _cleanup(d: str, cg) -> None:
     if cg is not None:
         try:
             cg.kill_all(9)
-        except OSError:
+        except (OSError, BerthError):
             pass
         try:
             cg.destroy()
-        except OSError as e:
-            os.write(2, f"berth-runtime: warning: remove cgroup: {e.strerror}\n".encode())
+        except (OSError, BerthError) as e:
+            os.write(2, f"berth-runtime: warning: remove cgroup: {getattr(e, 'strerror', None) or e}\n".encode())
     _remove_dir(d)
 
 
@@ -241,6 +264,8 @@ def start(root: str, cid: str) -> None:
         os.close(fd)
     ps = st["config"].get("hooks", {}).get("poststart")
     if ps:
+        from berth.runtime.container import hooks
+
         hooks.run("poststart", ps, public_state(root, st), fatal=False)
 
 
@@ -309,6 +334,8 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     _cleanup(os.path.join(root, cid), cg)
     pst = (st.get("config") or {}).get("hooks", {}).get("poststop")
     if pst:
+        from berth.runtime.container import hooks
+
         hooks.run("poststop", pst, oci.state_json(cid, "stopped", 0, st.get("bundle", ""),
                                                   st["config"].get("annotations")), fatal=False)
 
@@ -379,8 +406,10 @@ class _Forwarder:
             pass
 
 
-def _await_exec(child: process.Child) -> None:
+def _await_exec(child) -> None:
     """After the start byte: EOF on the sync pipe means execve succeeded."""
+    from berth.runtime.container import channel
+
     while True:
         msg = child.sync.next()
         if msg is None:
@@ -392,10 +421,6 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
         console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
         cfg: dict | None = None, rootfs: str | None = None) -> int:
     """create + start (+ wait and delete unless ``detach``); returns the exit code."""
-    if not detach:
-        # The container's init is P1's child; as subreaper we inherit it when
-        # P1 exits, so we can wait for it and collect its exit status.
-        _proc.set_child_subreaper()
     child, st, d = create(root, cid, bundle, pid_file, console_socket, no_pivot, preserve_fds,
                           cfg, rootfs, _run=True)
     try:
@@ -414,9 +439,13 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
     child.close()
     ps = st["config"].get("hooks", {}).get("poststart")
     if ps:
+        from berth.runtime.container import hooks
+
         hooks.run("poststart", ps, public_state(root, st), fatal=False)
     if detach:
         return 0
+    from berth.runtime.container import process
+
     _Forwarder(child.pid)
     code = process.wait_exit(child.pid)
     cg = _cgroup_from_state(st)
@@ -433,6 +462,10 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
 def exec_process(root: str, cid: str, proc: dict, detach: bool = False, pid_file: str | None = None,
                  console_socket: str | None = None, preserve_fds: int = 0) -> int:
     """Run ``proc`` (a runtime-spec process) in the running container ``cid``."""
+    from berth._sys import ns as _ns
+    from berth._sys import proc as _proc
+    from berth.runtime.container import init, process
+
     st = state.read(root, cid)
     status = state.status(root, st)
     if status not in ("running", "created"):
@@ -456,6 +489,9 @@ def exec_process(root: str, cid: str, proc: dict, detach: bool = False, pid_file
     spec.userns = "user" in oci.namespace_types(cfg)
     if not state.init_alive(st):
         raise Conflict(f"exec in container {cid}: it is stopped")
+    from berth.runtime.container import warmup
+
+    warmup.start()
     if not detach:
         _proc.set_child_subreaper()
     try:

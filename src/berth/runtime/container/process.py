@@ -70,9 +70,6 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
     Raises:
         ChildError: a child reported an error (message and exit code from it).
     """
-    from berth.runtime.container import warmup
-
-    warmup.join()  # no other thread may run across fork
     sync_r, sync_w = os.pipe()
     reply_r, reply_w = os.pipe()
     p1 = os.fork()

@@ -8,13 +8,30 @@ reused pid is not mistaken for the container), the FIFO and the freezer.
 
 import os
 
-from berth._sys.proc import start_time
 from berth.errors import Conflict, NotFound, UsageError
 from berth.runtime import jsonio
 
 STATE = "state.json"
 FIFO = "exec.fifo"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks), or None if gone or a zombie.
+
+    Together with the pid it names one process across pid reuse. (A /proc
+    read, no libc: state queries stay free of ctypes.)
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
 
 
 def check_id(cid: str) -> str:

@@ -60,7 +60,12 @@ def start() -> None:
 
 
 def join() -> None:
-    """Wait for the priming thread; call before fork (no thread may be running then)."""
+    """Wait for the priming thread (tests; the runtime never needs to).
+
+    The runtime forks while the thread may still be blocked in write(2): it
+    holds no Python or libc lock there (the GIL is released, no allocation),
+    so the child, which only has the forking thread, inherits nothing held.
+    """
     global _lock
     if _lock is not None:
         _lock.acquire()
