@@ -50,3 +50,7 @@ mv "$VENV/bin/berth-runtime.tmp" "$VENV/bin/berth-runtime"
 
 # C helpers (guest agent, container monitor) land in the venv's libexec.
 make -s -C csrc OUT="$PWD/$VENV/libexec/berth"
+
+# Byte-compile berth so every exec'd berth-runtime/berth starts from .pyc
+# files even where PYTHONDONTWRITEBYTECODE is set (it stops writing, not reading).
+"$VENV/bin/python" -m compileall -q -j 0 src >/dev/null
