@@ -46,7 +46,6 @@ printf '#!%s -IS\nimport os, sys\nsys.path[:0] = ["%s", "%s"]\nos.environ.setdef
   "$rt_py" "$berth_dir" "$purelib" "$PWD/$VENV/libexec/berth" > "$VENV/bin/berth-runtime.tmp"
 chmod 755 "$VENV/bin/berth-runtime.tmp"
 mv "$VENV/bin/berth-runtime.tmp" "$VENV/bin/berth-runtime"
-"$rt_py" -I -m compileall -q "$berth_dir/berth" >/dev/null
 
 # C helpers (guest agent, container monitor) land in the venv's libexec.
 make -s -C csrc OUT="$PWD/$VENV/libexec/berth"
