@@ -370,20 +370,21 @@ def pids(root: str, cid: str) -> list[int]:
     return sorted(cg.pids()) if cg is not None else [st["pid"]]
 
 
-def pause(root: str, cid: str) -> None:
+def _cgroup_if(root: str, cid: str, verb: str, want: str):
+    """The cgroup of ``cid`` if it is in status ``want`` (else Conflict naming ``verb``)."""
     st = state.read(root, cid)
     status = state.status(root, st)
-    if status != "running":
-        raise Conflict(f"pause container {cid}: it is {status}, not running")
-    _cgroup_from_state(st).freeze()
+    if status != want:
+        raise Conflict(f"{verb} container {cid}: it is {status}, not {want}")
+    return _cgroup_from_state(st)
+
+
+def pause(root: str, cid: str) -> None:
+    _cgroup_if(root, cid, "pause", "running").freeze()
 
 
 def resume(root: str, cid: str) -> None:
-    st = state.read(root, cid)
-    status = state.status(root, st)
-    if status != "paused":
-        raise Conflict(f"resume container {cid}: it is {status}, not paused")
-    _cgroup_from_state(st).thaw()
+    _cgroup_if(root, cid, "resume", "paused").thaw()
 
 
 class _Forwarder:
@@ -406,15 +407,30 @@ class _Forwarder:
             pass
 
 
-def _await_exec(child) -> None:
-    """After the start byte: EOF on the sync pipe means execve succeeded."""
+def _await_exec(child, reap: bool) -> None:
+    """After the start byte: EOF on the sync pipe means execve succeeded.
+
+    On an error the child is killed (and reaped if we are its subreaper);
+    the child's pipes are closed either way.
+    """
     from berth.runtime.container import channel
 
-    while True:
-        msg = child.sync.next()
-        if msg is None:
-            return
-        channel.raise_if_error(msg)
+    try:
+        while True:
+            msg = child.sync.next()
+            if msg is None:
+                return
+            channel.raise_if_error(msg)
+    except BaseException:
+        _kill_quietly(child.pid)
+        if reap:
+            try:
+                os.waitpid(child.pid, 0)
+            except ChildProcessError:
+                pass
+        raise
+    finally:
+        child.close()
 
 
 def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | None = None,
@@ -425,18 +441,10 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
                           cfg, rootfs, _run=True)
     try:
         os.write(child.reply_w, b"0")
-        _await_exec(child)
+        _await_exec(child, reap=not detach)
     except BaseException:
-        _kill_quietly(child.pid)
-        if not detach:
-            try:
-                os.waitpid(child.pid, 0)
-            except ChildProcessError:
-                pass
-        child.close()
         _cleanup(d, _cgroup_from_state(st))
         raise
-    child.close()
     ps = st["config"].get("hooks", {}).get("poststart")
     if ps:
         from berth.runtime.container import hooks
@@ -505,18 +513,7 @@ def exec_process(root: str, cid: str, proc: dict, detach: bool = False, pid_file
             _close_quietly(fd)
         if spec.console_fd is not None:
             _close_quietly(spec.console_fd)
-    try:
-        _await_exec(child)
-    except BaseException:
-        _kill_quietly(child.pid)
-        if not detach:
-            try:
-                os.waitpid(child.pid, 0)
-            except ChildProcessError:
-                pass
-        raise
-    finally:
-        child.close()
+    _await_exec(child, reap=not detach)
     if pid_file:
         _write_pid_file(pid_file, child.pid)
     if detach:

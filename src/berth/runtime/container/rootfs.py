@@ -341,7 +341,9 @@ def write_sysctls(sysctl: dict[str, str], ns_types: list[str]) -> None:
             os.close(fd)
 
 
-def readonly_paths(paths: list[str]) -> None:
+def _each_in_root(paths: list[str]):
+    """(path, O_PATH fd) for each of ``paths`` that exists, resolved inside "/"
+    (after pivot_root); the fd is closed when the caller moves on."""
     rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for p in paths:
@@ -350,38 +352,30 @@ def readonly_paths(paths: list[str]) -> None:
             except FileNotFoundError:
                 continue
             try:
-                m.mount(m.fd_path(fd), m.fd_path(fd), None, m.MS_BIND | m.MS_REC, what=f"read-only {p}")
-            finally:
-                os.close(fd)
-            fd = resolve(rootfd, p)
-            try:
-                t = m.fd_path(fd)
-                m.mount(None, t, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | m.MS_REC | _locked_flags(t),
-                        what=f"read-only {p}")
+                yield p, fd
             finally:
                 os.close(fd)
     finally:
         os.close(rootfd)
+
+
+def readonly_paths(paths: list[str]) -> None:
+    for p, fd in _each_in_root(paths):
+        m.mount(m.fd_path(fd), m.fd_path(fd), None, m.MS_BIND | m.MS_REC, what=f"read-only {p}")
+        # the fd names the directory under the new bind mount: open it again
+        for _, top in _each_in_root([p]):
+            t = m.fd_path(top)
+            m.mount(None, t, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | m.MS_REC | _locked_flags(t),
+                    what=f"read-only {p}")
 
 
 def masked_paths(paths: list[str], null_fd: int) -> None:
-    rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for p in paths:
-            try:
-                fd = resolve(rootfd, p)
-            except FileNotFoundError:
-                continue
-            try:
-                t = m.fd_path(fd)
-                if stat.S_ISDIR(os.fstat(fd).st_mode):
-                    m.mount("tmpfs", t, "tmpfs", m.MS_RDONLY, what=f"mask {p}")
-                else:
-                    m.mount(m.fd_path(null_fd), t, None, m.MS_BIND, what=f"mask {p}")
-            finally:
-                os.close(fd)
-    finally:
-        os.close(rootfd)
+    for p, fd in _each_in_root(paths):
+        t = m.fd_path(fd)
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            m.mount("tmpfs", t, "tmpfs", m.MS_RDONLY, what=f"mask {p}")
+        else:
+            m.mount(m.fd_path(null_fd), t, None, m.MS_BIND, what=f"mask {p}")
 
 
 def readonly_root() -> None:
