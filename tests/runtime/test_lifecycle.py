@@ -240,6 +240,28 @@ def test_hooks_get_state_on_stdin_in_order(rt, bundle, tmp_path):
             assert st["pid"] > 0
 
 
+def test_container_hooks_run_inside_the_container(rt, bundle, tmp_path):
+    """createContainer runs in the container's namespaces before pivot_root (path
+    on the host); startContainer after it, path and effects inside the rootfs."""
+    log = tmp_path / "create.log"
+    script = tmp_path / "create-hook.sh"
+    script.write_text(f"#!/bin/sh\n(readlink /proc/self/ns/uts; cat) > {log}\n")
+    script.chmod(0o755)
+    (bundle.rootfs / "start-hook.sh").write_text("#!/bin/sh\ncat > /tmp/start-state\n")
+    (bundle.rootfs / "start-hook.sh").chmod(0o755)
+    bundle.set(["/bin/cat", "/tmp/start-state"], edit=lambda c: c.__setitem__("hooks", {
+        "createContainer": [{"path": str(script)}],
+        "startContainer": [{"path": "/start-hook.sh"}]}))
+    cid = rt.new_id()
+    r = rt("run", "--bundle", str(bundle.path), cid)
+    assert r.returncode == 0, r.stderr
+    uts, state = log.read_text().split("\n", 1)
+    assert uts.startswith("uts:[") and uts != os.readlink("/proc/self/ns/uts")  # the container's
+    assert json.loads(state)["id"] == cid
+    started = json.loads(r.stdout)
+    assert started["id"] == cid and started["status"] == "running" and started["pid"] > 0
+
+
 def test_failing_prestart_hook_fails_create_and_leaves_nothing(rt, bundle):
     bundle.set(edit=lambda c: c.__setitem__("hooks", {"prestart": [{"path": "/bin/false"}]}))
     cid = rt.new_id()

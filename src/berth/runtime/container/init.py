@@ -55,6 +55,7 @@ class Spec:
         self.fifo: str | None = None      # create: exec.fifo; run/exec: gate by pipe
         self.preserve_fds = 0
         self.prestart_hooks = False
+        self.hook_state: dict = {}        # state JSON for createContainer/startContainer hooks
         self.gate = True                  # wait for "start" before exec
         self.seccomp_prog: bytes | None = None  # compiled filter (from the cache), or
         self.seccomp_filter = None              # a libseccomp filter built before pivot_root
@@ -129,16 +130,20 @@ def _container_init(spec: Spec, sync_w: int, reply_r: int) -> None:
     rootfs.prepare(spec.rootfs, cfg, spec.bundle, spec.userns, spec.wait_cgroup)
     spec.wait_cgroup()
     hooks = cfg.get("hooks", {})
-    if spec.prestart_hooks or hooks.get("createContainer"):
+    if spec.prestart_hooks or hooks.get("createContainer") or hooks.get("startContainer"):
+        # P0 runs prestart/createRuntime now and answers with the state that
+        # our own hooks get on stdin (it knows our pid as the host sees it).
         channel.send(sync_w, "HOOKS")
         reply = channel.read_line(reply_r)
         if not reply.startswith("G"):
             os._exit(125)
+        from berth.runtime import jsonio
+
+        spec.hook_state = jsonio.loads(reply[1:])
         if hooks.get("createContainer"):
-            from berth.runtime import jsonio
             from berth.runtime.container import hooks as _hooks
 
-            _hooks.run("createContainer", hooks["createContainer"], jsonio.loads(reply[1:]))
+            _hooks.run("createContainer", hooks["createContainer"], spec.hook_state)
     if spec.no_pivot:
         rootfs.chroot(spec.rootfs)
     else:
@@ -330,7 +335,7 @@ def _finalize(spec: Spec, proc: dict, sync_w: int, reply_r: int, fifo_fd: int | 
     if start_hooks and spec.kind == "init":
         from berth.runtime.container import hooks as _hooks
 
-        _hooks.run("startContainer", start_hooks, {"id": "", "status": "running"})
+        _hooks.run("startContainer", start_hooks, dict(spec.hook_state, status="running"))
     if nnp:
         _seccomp(spec)
     # Python ignores SIGPIPE and SIGXFSZ; exec keeps ignored signals ignored.
