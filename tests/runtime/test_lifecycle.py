@@ -306,6 +306,21 @@ def test_console_socket_receives_the_pty_master(rt, bundle, tmp_path):
         srv.close()
 
 
+def test_foreground_run_and_exec_with_terminal_proxy_our_stdio(rt, bundle):
+    bundle.set(["/bin/sh", "-c", "tty; read line; echo got $line; exit 4"],
+               edit=lambda c: c["process"].update(terminal=True))
+    r = rt("run", "--bundle", str(bundle.path), rt.new_id(), input="hello\n")
+    assert r.returncode == 4, r.stderr
+    out = r.stdout.replace("\r", "")
+    assert "/dev/pts/0" in out and "got hello" in out
+    bundle.set(["/bin/sleep", "600"])
+    cid = rt.new_id()
+    rt.create(bundle, cid, check=True)
+    rt("start", cid, check=True)
+    r = rt("exec", "-t", cid, "--", "/bin/sh", "-c", "tty")
+    assert r.returncode == 0 and "/dev/pts/" in r.stdout, r
+
+
 @pytest.mark.parametrize("flag", ["--no-pivot"])
 def test_no_pivot_runs_with_chroot(rt, bundle, flag):
     bundle.set(["/bin/sh", "-c", "echo ok"])

@@ -56,3 +56,62 @@ def receive(sock) -> int:
     if not fds:
         raise OSError("console socket: no file descriptor received")
     return fds[0]
+
+
+def socket_pair() -> tuple[int, int]:
+    """(ours, theirs): a connected pair standing in for --console-socket when
+    the CLI itself is the terminal's other end (foreground run/exec)."""
+    import socket
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return a.detach(), b.detach()
+
+
+def proxy(sock_fd: int) -> None:
+    """Take the pty master from ``sock_fd`` and copy our stdin to it and its
+    output to our stdout until the container side closes (EIO/EOF); our own
+    terminal, if any, is raw meanwhile and restored after."""
+    import select
+    import socket
+
+    s = socket.socket(fileno=sock_fd)
+    try:
+        master = receive(s)
+    finally:
+        s.close()
+    saved = None
+    if os.isatty(0):
+        import tty
+
+        saved = termios.tcgetattr(0)
+        try:
+            size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+        except OSError:
+            pass
+        tty.setraw(0)
+    inputs = [master, 0]
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select(inputs, [], [])
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every slave fd is closed
+                    data = b""
+                if not data:
+                    return
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    inputs.remove(0)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+        os.close(master)

@@ -9,7 +9,7 @@ at any point leaves something ``delete --force`` can clean.
 import os
 import time
 
-from berth.errors import BerthError, Conflict, NotFound, RuntimeFailure
+from berth.errors import BerthError, Conflict, NotFound, RuntimeFailure, UsageError
 from berth.runtime import jsonio, oci
 from berth.runtime.container import state
 
@@ -99,7 +99,7 @@ def _namespace_plan(spec, cfg: dict) -> None:
 def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
            preserve_fds: int = 0, cfg: dict | None = None, rootfs: str | None = None,
-           _run: bool = False):
+           _run: bool = False, _console_fd: int | None = None):
     """Create container ``cid`` from ``bundle``: set up, then wait for start.
 
     With ``_run`` (used by run) the init waits on a pipe instead of the FIFO,
@@ -146,6 +146,8 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
             from berth.runtime.container import console
 
             spec.console_fd = console.connect(console_socket)
+        elif _console_fd is not None:
+            spec.console_fd = _console_fd
         if cfg["linux"].get("resources"):
             cg.apply(cfg["linux"]["resources"])
         if not _run:
@@ -436,9 +438,27 @@ def _await_exec(child, reap: bool) -> None:
 def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | None = None,
         console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
         cfg: dict | None = None, rootfs: str | None = None) -> int:
-    """create + start (+ wait and delete unless ``detach``); returns the exit code."""
-    child, st, d = create(root, cid, bundle, pid_file, console_socket, no_pivot, preserve_fds,
-                          cfg, rootfs, _run=True)
+    """create + start (+ wait and delete unless ``detach``); returns the exit code.
+
+    A terminal without --console-socket in the foreground: we hold the pty
+    master ourselves and connect it to our stdin/stdout (like runc).
+    """
+    if cfg is None or rootfs is None:
+        cfg, rootfs = oci.load_bundle(os.path.abspath(bundle))
+    ours = theirs = None
+    if cfg["process"].get("terminal") and not console_socket:
+        if detach:
+            raise UsageError("run --detach with process.terminal needs --console-socket")
+        from berth.runtime.container import console
+
+        ours, theirs = console.socket_pair()
+    try:
+        child, st, d = create(root, cid, bundle, pid_file, console_socket, no_pivot, preserve_fds,
+                              cfg, rootfs, _run=True, _console_fd=theirs)
+    except BaseException:
+        if ours is not None:
+            _close_quietly(ours)
+        raise
     try:
         os.write(child.reply_w, b"0")
         _await_exec(child, reap=not detach)
@@ -455,6 +475,10 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
     from berth.runtime.container import process
 
     _Forwarder(child.pid)
+    if ours is not None:
+        from berth.runtime.container import console
+
+        console.proxy(ours)
     code = process.wait_exit(child.pid)
     cg = _cgroup_from_state(st)
     if code == 137 and cg is not None:
@@ -502,11 +526,18 @@ def exec_process(root: str, cid: str, proc: dict, detach: bool = False, pid_file
     warmup.start()
     if not detach:
         _proc.set_child_subreaper()
+    ours = None
     try:
         if console_socket:
             from berth.runtime.container import console
 
             spec.console_fd = console.connect(console_socket)
+        elif proc.get("terminal"):
+            if detach:
+                raise UsageError("exec --detach --tty needs --console-socket")
+            from berth.runtime.container import console
+
+            ours, spec.console_fd = console.socket_pair()
         child = process.launch(spec, _cgroup_from_state(st))
     finally:
         for _, fd in spec.join:
@@ -519,4 +550,8 @@ def exec_process(root: str, cid: str, proc: dict, detach: bool = False, pid_file
     if detach:
         return 0
     _Forwarder(child.pid)
+    if ours is not None:
+        from berth.runtime.container import console
+
+        console.proxy(ours)
     return process.wait_exit(child.pid)
