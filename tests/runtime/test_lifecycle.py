@@ -95,6 +95,17 @@ def test_kill_accepts_signal_names_and_numbers(rt, bundle):
     one_line_error(rt("kill", cid, "NOSUCHSIG"))
 
 
+def test_kill_all_signals_every_process_of_the_container(rt, bundle):
+    # PID 1 ignores TERM (no handler); its children do not
+    bundle.set(["/bin/sh", "-c", "sleep 600 & sleep 601 & wait"])
+    cid = rt.new_id()
+    rt.create(bundle, cid, check=True)
+    rt("start", cid, check=True)
+    assert wait_for(lambda: len(json.loads(rt("ps", "--format", "json", cid).stdout)) == 3)
+    assert rt("kill", "--all", cid, "TERM").returncode == 0
+    assert wait_for(lambda: rt.state(cid)["status"] == "stopped")
+
+
 def test_delete_of_running_container_needs_force(rt, bundle):
     bundle.set(["/bin/sleep", "600"])
     cid = rt.new_id()
