@@ -7,10 +7,10 @@ import subprocess
 import time
 
 import pytest
+from rt_helpers import RUNTIME, one_line_error
 
 from berth.errors import UsageError
 from berth.runtime.container.state import check_id
-from conftest import RUNTIME, one_line_error
 
 
 def assert_nothing_left(rt, cid):

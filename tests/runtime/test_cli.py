@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import one_line_error
+from rt_helpers import one_line_error
 
 
 def test_version(rt):

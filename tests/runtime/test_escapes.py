@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from conftest import RUNTIME, one_line_error
+from rt_helpers import RUNTIME, one_line_error
 
 
 def _digest(path: str) -> str:

@@ -6,7 +6,7 @@ limits that are read back and enforced."""
 import json
 import os
 
-from conftest import one_line_error
+from rt_helpers import one_line_error
 
 DOCKER_CAPS = "00000000a80425fb"
 

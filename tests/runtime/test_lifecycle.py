@@ -6,8 +6,7 @@ import subprocess
 import time
 
 import pytest
-
-from conftest import one_line_error
+from rt_helpers import one_line_error
 
 
 def wait_for(pred, timeout=10.0):
@@ -27,7 +26,7 @@ def test_run_prints_output_and_returns_container_exit_code(rt, bundle):
 
 
 def _popen_run(rt, bundle, cid):
-    from conftest import RUNTIME
+    from rt_helpers import RUNTIME
 
     return subprocess.Popen([RUNTIME, "--root", str(rt.root), "run", "--bundle", str(bundle.path), cid],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
