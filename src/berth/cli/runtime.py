@@ -341,6 +341,9 @@ class _Log:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from berth.runtime import trace
+
+    trace.mark("main")
     argv = list(sys.argv[1:] if argv is None else argv)
     log = _Log(None, "text")
     debug = False
@@ -391,6 +394,9 @@ def entry() -> None:
     """The launcher's entry: like sys.exit(main()) minus interpreter tear-down
     (a few ms per container start; nothing of ours needs atexit)."""
     rc = main()
+    from berth.runtime import trace
+
+    trace.mark("exit")
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -31,6 +31,7 @@ from berth._sys import caps as _caps
 from berth._sys import mount as _m
 from berth._sys import proc as _proc
 from berth.errors import CannotInvoke, CommandNotFound, ConfigError, RuntimeFailure
+from berth.runtime import trace
 from berth.runtime.container import caps, channel, rootfs
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -68,8 +69,10 @@ class Spec:
         unshare the cgroup namespace if asked: it is rooted where we are."""
         if self._placed:
             return
+        trace.mark("P2 waits for cgroup")
         if channel.read_byte(self._reply_r) != b"G":
             os._exit(1)
+        trace.mark("P2 in cgroup")
         self._placed = True
         if self.new_cgroupns:
             from berth._sys import ns as _ns
@@ -103,6 +106,7 @@ def preload(spec: Spec) -> None:
 def run(spec: Spec, sync_w: int, reply_r: int):
     """P2's body; never returns."""
     spec._reply_r = reply_r
+    trace.mark("P2")
     try:
         if spec.kind == "init":
             _container_init(spec, sync_w, reply_r)
@@ -144,6 +148,7 @@ def _container_init(spec: Spec, sync_w: int, reply_r: int) -> None:
             from berth.runtime.container import hooks as _hooks
 
             _hooks.run("createContainer", hooks["createContainer"], spec.hook_state)
+    trace.mark("P2 mounted")
     if spec.no_pivot:
         rootfs.chroot(spec.rootfs)
     else:
@@ -324,6 +329,7 @@ def _finalize(spec: Spec, proc: dict, sync_w: int, reply_r: int, fifo_fd: int | 
             os.set_inheritable(fd, True)
         except OSError:
             pass
+    trace.mark("P2 ready")
     channel.send(sync_w, "READY")
     if spec.gate:
         b = channel.read_byte(fifo_fd if fifo_fd is not None else reply_r)
@@ -342,6 +348,7 @@ def _finalize(spec: Spec, proc: dict, sync_w: int, reply_r: int, fifo_fd: int | 
     for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
         _signal.signal(sig, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    trace.mark("P2 execve")
     try:
         os.execve(exe, proc["args"], env)
     except OSError as e:

@@ -115,6 +115,9 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
     bundle = os.path.abspath(bundle)
     if cfg is None or rootfs is None:
         cfg, rootfs = oci.load_bundle(bundle)
+    from berth.runtime import trace
+
+    trace.mark("config loaded")
     seccomp_prog = _seccomp_program(cfg, root)  # before reserve(): errors leave nothing
     h = cfg.get("hooks", {})
     d = state.reserve(root, cid)
@@ -128,6 +131,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
               "cgroup": cg.to_state(), "config": cfg, "backend": "container"}
         state.write(d, st, durable=False)  # first, so delete --force can find the cgroup
         cg.create()
+        trace.mark("cgroup created")
         # The grace period a cgroup move waits for runs from here while we
         # finish (importing the process machinery included); its writer holds
         # cgroup_mutex, so it starts only after our mkdir (warmup.py).
@@ -172,7 +176,9 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
             st.pop("creator", None)
             state.write(d, st)
 
+        trace.mark("fork P1")
         child = process.launch(spec, cg, on_hooks, on_pid)
+        trace.mark("READY")
         if pid_file:
             _write_pid_file(pid_file, child.pid)
     except BaseException:
@@ -443,6 +449,8 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
     A terminal without --console-socket in the foreground: we hold the pty
     master ourselves and connect it to our stdin/stdout (like runc).
     """
+    from berth.runtime import trace
+
     if cfg is None or rootfs is None:
         cfg, rootfs = oci.load_bundle(os.path.abspath(bundle))
     ours = theirs = None
@@ -462,6 +470,7 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
     try:
         os.write(child.reply_w, b"0")
         _await_exec(child, reap=not detach)
+        trace.mark("exec done")
     except BaseException:
         _cleanup(d, _cgroup_from_state(st))
         raise
@@ -480,6 +489,7 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
 
         console.proxy(ours)
     code = process.wait_exit(child.pid)
+    trace.mark("container exited")
     cg = _cgroup_from_state(st)
     if code == 137 and cg is not None:
         try:
@@ -488,6 +498,7 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
         except OSError:
             pass
     delete(root, cid, force=True)
+    trace.mark("deleted")
     return code
 
 

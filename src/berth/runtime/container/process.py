@@ -14,6 +14,7 @@ import os
 
 from berth._sys import ns as _ns
 from berth._sys import proc as _proc
+from berth.runtime import trace
 from berth.runtime.container import channel, init
 
 
@@ -92,7 +93,9 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
                 # P2 sets up its mounts meanwhile; it waits for this "G" only
                 # before it unshares the cgroup namespace (rooted where it is).
                 if cgroup is not None:
+                    trace.mark("cgroup add")
                     cgroup.add(child.pid)
+                    trace.mark("cgroup added")
                 _reply(reply_w, b"G")
                 os.waitpid(p1, 0)
                 p1 = 0
@@ -128,6 +131,7 @@ def _p1(spec: init.Spec, sync_w: int, reply_r: int):
     try:
         # Not dumpable: nothing in the container may open /proc/PID/exe of a
         # process of ours (CVE-2019-5736); exec of the workload resets it.
+        trace.mark("P1")
         _proc.set_dumpable(False)
         init.preload(spec)
         for nstype, fd in spec.join:
@@ -151,6 +155,7 @@ def _p1(spec: init.Spec, sync_w: int, reply_r: int):
         # the rootfs meanwhile instead of waiting.
         if spec.new_flags:
             _ns.unshare(spec.new_flags)
+        trace.mark("P1 unshared")
         pid = os.fork()
         if pid == 0:
             init.run(spec, sync_w, reply_r)

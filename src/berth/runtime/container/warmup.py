@@ -32,31 +32,46 @@ def _own_procs_file() -> str | None:
     return None
 
 
-def _prime(lock) -> None:
+def _prime(fd: int, started, done) -> None:
+    from berth.runtime import trace
+
+    trace.mark("prime start")
+    started.release()  # the caller resumes once we block in write(2), which drops the GIL
     try:
-        path = _own_procs_file()
-        if path:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-    except (OSError, ValueError):
+        os.write(fd, b"0")
+    except OSError:
         pass
     finally:
-        lock.release()
+        os.close(fd)
+        trace.mark("prime done")
+        done.release()
 
 
 def start() -> None:
-    """Begin priming in a thread (idempotent)."""
+    """Begin priming in a thread (idempotent); returns once the thread writes.
+
+    The thread must be running before we go on: the main thread holds the GIL
+    through the imports that follow and would otherwise let it start only at
+    the next switch interval (5 ms), late for the grace period to elapse.
+    """
     global _lock
     if _lock is not None:
         return
     import _thread
 
+    try:
+        path = _own_procs_file()
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC) if path else -1
+    except (OSError, ValueError):
+        fd = -1
     _lock = _thread.allocate_lock()
+    if fd < 0:
+        return
+    started = _thread.allocate_lock()
+    started.acquire()
     _lock.acquire()
-    _thread.start_new_thread(_prime, (_lock,))
+    _thread.start_new_thread(_prime, (fd, started, _lock))
+    started.acquire()
 
 
 def join() -> None:
@@ -69,4 +84,5 @@ def join() -> None:
     global _lock
     if _lock is not None:
         _lock.acquire()
+        _lock.release()
         _lock = None
