@@ -12,9 +12,17 @@ import os
 
 from berth._sys import mount as m
 
+_hierarchies: list[tuple[str, str, str]] | None = None
+
 
 def host_hierarchies() -> list[tuple[str, str, str]]:
-    """(mount point, fstype, superblock options) of the host's cgroup mounts."""
+    """(mount point, fstype, superblock options) of the host's cgroup mounts.
+
+    Read once: the first call must come before pivot_root (mountinfo then
+    shows the container's mounts)."""
+    global _hierarchies
+    if _hierarchies is not None:
+        return _hierarchies
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -23,6 +31,7 @@ def host_hierarchies() -> list[tuple[str, str, str]]:
             fstype, _source, sopts = right.split()[:3]
             if fstype in ("cgroup", "cgroup2"):
                 out.append((fields[4], fstype, sopts))
+    _hierarchies = out
     return out
 
 

@@ -4,8 +4,9 @@ Order (runc's standard_init_linux, with reasons):
   1. setsid; umask 0 so device nodes get their configured modes.
   2. oom_score_adj while we still have CAP_SYS_RESOURCE.
   3. open the exec FIFO before the host's tree disappears.
-  4. mounts, devices (rootfs.prepare), waiting for P0 to have placed us in
-     the cgroup only before the cgroup namespace and /sys/fs/cgroup;
+  4. mounts, devices (rootfs.prepare); the cgroup namespace and cgroup
+     mounts wait for P0 to have placed us in the cgroup, and go after
+     pivot_root and the masks when nothing depends on them (step 6);
      prestart/createRuntime hooks in P0,
      createContainer hooks here, all before pivot_root (runtime-spec).
   5. pivot_root (chroot only with --no-pivot); terminal from the new devpts.
@@ -131,10 +132,17 @@ def _container_init(spec: Spec, sync_w: int, reply_r: int) -> None:
     ns_types = [n["type"] for n in linux.get("namespaces", ())]
     if "mount" not in ns_types:
         raise ConfigError("config.json: a mount namespace is required")
-    rootfs.prepare(spec.rootfs, cfg, spec.bundle, spec.userns, spec.wait_cgroup)
-    spec.wait_cgroup()
     hooks = cfg.get("hooks", {})
-    if spec.prestart_hooks or hooks.get("createContainer") or hooks.get("startContainer"):
+    run_hooks = spec.prestart_hooks or hooks.get("createContainer") or hooks.get("startContainer")
+    # Being moved into the cgroup takes P0 a grace period; what does not depend
+    # on it (all but the cgroup namespace and its mounts) goes first. Hooks
+    # expect the cgroup in place, so with hooks the plain order is kept.
+    defer = not run_hooks and rootfs.cgroup_mounts_deferrable(cfg)
+    deferred = rootfs.prepare(spec.rootfs, cfg, spec.bundle, spec.userns, spec.wait_cgroup,
+                              defer_cgroup=defer)
+    if not defer:
+        spec.wait_cgroup()
+    if run_hooks:
         # P0 runs prestart/createRuntime now and answers with the state that
         # our own hooks get on stdin (it knows our pid as the host sees it).
         channel.send(sync_w, "HOOKS")
@@ -172,6 +180,9 @@ def _container_init(spec: Spec, sync_w: int, reply_r: int) -> None:
             rootfs.masked_paths(linux["maskedPaths"], null_fd)
         finally:
             os.close(null_fd)
+    spec.wait_cgroup()
+    if deferred:
+        rootfs.mount_deferred(deferred, spec.bundle)
     if cfg["root"].get("readonly"):
         rootfs.readonly_root()
     _finalize(spec, proc, sync_w, reply_r, fifo_fd)

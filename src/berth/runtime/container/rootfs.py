@@ -242,11 +242,43 @@ def setup_dev(rootfd: int, cfg: dict, userns: bool) -> None:
         os.close(dfd)
 
 
-def prepare(rootfs: str, cfg: dict, bundle: str, userns: bool, before_cgroup=None) -> None:
+def cgroup_mounts_deferrable(cfg: dict) -> bool:
+    """Whether the cgroup mounts may be done last, after pivot_root: only in a
+    new cgroup namespace (a fresh mount, no host path to bind), and only when
+    no later mount, masked or read-only path lies below one of them."""
+    mounts = cfg.get("mounts", [])
+    linux = cfg["linux"]
+    if not any(n["type"] == "cgroup" and not n.get("path") for n in linux.get("namespaces", ())):
+        return False
+    for i, mnt in enumerate(mounts):
+        if mnt.get("type") != "cgroup":
+            continue
+        top = mnt["destination"].rstrip("/") + "/"
+        later = [x["destination"] for x in mounts[i + 1:]]
+        paths = later + linux.get("maskedPaths", []) + linux.get("readonlyPaths", [])
+        if any((p.rstrip("/") + "/").startswith(top) for p in paths):
+            return False
+    return True
+
+
+def mount_deferred(mounts: list[dict], bundle: str) -> None:
+    """Do the cgroup mounts left out by ``prepare(defer_cgroup=True)``, inside
+    the root we now have (after pivot_root)."""
+    rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for mnt in mounts:
+            mount_one(rootfd, mnt, bundle, True)
+    finally:
+        os.close(rootfd)
+
+
+def prepare(rootfs: str, cfg: dict, bundle: str, userns: bool, before_cgroup=None,
+            defer_cgroup: bool = False) -> list[dict]:
     """Make the new mount namespace's tree: propagation, root bind, mounts, /dev.
 
     ``before_cgroup()`` is called before a cgroup filesystem is mounted (the
-    view depends on the cgroup we are in)."""
+    view depends on the cgroup we are in). With ``defer_cgroup`` those mounts
+    are skipped and returned, for ``mount_deferred`` after pivot_root."""
     prop = cfg["linux"].get("rootfsPropagation") or "rslave"
     # Mount events must not leak back to the host: make everything slave (or
     # private) first, recursively; "shared" is applied to the rootfs afterwards.
@@ -254,12 +286,20 @@ def prepare(rootfs: str, cfg: dict, bundle: str, userns: bool, before_cgroup=Non
     m.mount(None, "/", None, base, what="propagation of /")
     m.mount(rootfs, rootfs, None, m.MS_BIND | m.MS_REC, what=f"rootfs {rootfs}")
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    deferred = []
     try:
         mounts = cfg.get("mounts", [])
         cgroupns = any(n["type"] == "cgroup" for n in cfg["linux"].get("namespaces", ()))
         for mnt in mounts:
-            if mnt.get("type") == "cgroup" and before_cgroup is not None:
-                before_cgroup()
+            if mnt.get("type") == "cgroup":
+                if defer_cgroup:
+                    from berth.runtime.container import cgroupfs
+
+                    cgroupfs.host_hierarchies()  # read the host's mountinfo while we can
+                    deferred.append(mnt)
+                    continue
+                if before_cgroup is not None:
+                    before_cgroup()
             mount_one(rootfd, mnt, bundle, cgroupns)
         dev_bound = any(x["destination"].rstrip("/") == "/dev" and
                         (x.get("type") == "bind" or "bind" in x.get("options", ()) or "rbind" in x.get("options", ()))
@@ -270,6 +310,7 @@ def prepare(rootfs: str, cfg: dict, bundle: str, userns: bool, before_cgroup=Non
         os.close(rootfd)
     if prop in ("shared", "rshared", "slave", "unbindable", "runbindable", "private"):
         m.mount(None, rootfs, None, PROPAGATION[prop], what=f"propagation of {rootfs}")
+    return deferred
 
 
 def verified_null() -> int:
