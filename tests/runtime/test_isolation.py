@@ -203,3 +203,29 @@ def test_state_json_written_atomically(rt, bundle):
     assert sorted(p.name for p in d.iterdir()) == ["exec.fifo", "state.json"]  # no temp files
     st = json.loads((d / "state.json").read_text())
     assert st["pid"] == rt.state(cid)["pid"]
+
+
+def test_cgroup_namespace_is_rooted_at_the_container_cgroup(rt, bundle):
+    """P2 unshares its cgroup namespace only after P0 placed it in the
+    container's cgroup: inside, every hierarchy shows "/" and the cgroup
+    mount shows the container's own limits."""
+    r = run_sh(rt, bundle, "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert all(line.endswith(":/") for line in lines[:-1]), lines
+    assert lines[-1] == "2048"
+
+
+def test_trace_shows_cgroup_placement_before_exec(rt, bundle, tmp_path):
+    import subprocess
+
+    from rt_helpers import RUNTIME
+
+    trace = tmp_path / "trace"
+    env = dict(os.environ, BERTH_RUNTIME_TRACE=str(trace))
+    r = subprocess.run([RUNTIME, "--root", str(rt.root), "run", "--bundle", str(bundle.path),
+                        rt.new_id()], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    marks = [line.split(None, 2)[2] for line in trace.read_text().splitlines()]
+    order = ["cgroup created", "cgroup added", "P2 in cgroup", "P2 ready", "P2 execve", "deleted"]
+    assert [m for m in marks if m in order] == order
