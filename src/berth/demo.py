@@ -7,10 +7,8 @@ the ``berth`` command it runs, so the demo doubles as a tutorial.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -46,8 +44,6 @@ def main() -> int:
     if os.geteuid() != 0:
         sys.stderr.write("berth demo: run as root (containers need namespaces, cgroups and mounts)\n")
         return 1
-    if not os.environ.get("BERTH_RUNTIME") and importlib.util.find_spec("berth.cli.runtime") is None:
-        os.environ["BERTH_RUNTIME"] = shutil.which("runc") or "runc"  # until berth-runtime is built in
     print("berth demo: a web service in a busybox container, reachable on 127.0.0.1")
     r = subprocess.run([BERTH, "--help"], capture_output=True, text=True)
     if "\n  image " in r.stdout:

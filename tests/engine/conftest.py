@@ -4,15 +4,12 @@ Every test gets the session's engine root (the busybox image is made once)
 and a finalizer that force-removes every container the test created, so a
 failing test leaves no process, mount, cgroup or file behind.
 
-The OCI runtime is ``$BERTH_RUNTIME`` when set; otherwise the project's
-``berth-runtime`` once it is installed (``berth.cli.runtime`` importable), and
-runc until then.
+The OCI runtime is ``$BERTH_RUNTIME`` when set (e.g. runc, to compare),
+otherwise the project's ``berth-runtime``.
 """
 
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +19,7 @@ import pytest
 BERTH = str(Path(sys.executable).parent / "berth")
 
 
-def _runtime() -> str:
-    if os.environ.get("BERTH_RUNTIME"):
-        return os.environ["BERTH_RUNTIME"]
-    if importlib.util.find_spec("berth.cli.runtime") is not None:
-        return str(Path(sys.executable).parent / "berth-runtime")
-    return shutil.which("runc") or "runc"
-
-
-os.environ["BERTH_RUNTIME"] = _runtime()
+os.environ.setdefault("BERTH_RUNTIME", str(Path(sys.executable).parent / "berth-runtime"))
 
 
 class Berth:
