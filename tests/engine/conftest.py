@@ -15,9 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-BERTH = str(Path(sys.executable).parent / "berth")
-
+from engine_helpers import BERTH  # noqa: E402
 
 os.environ.setdefault("BERTH_RUNTIME", str(Path(sys.executable).parent / "berth-runtime"))
 

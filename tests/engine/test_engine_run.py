@@ -137,7 +137,7 @@ def test_tty_run_and_exec_get_a_terminal(berth):
 
 
 def berth_cmd(berth) -> str:
-    from conftest import BERTH
+    from engine_helpers import BERTH
 
     return f"{BERTH} --root {berth.root}"
 

@@ -207,7 +207,7 @@ def test_exec_detached(berth):
 def test_concurrent_creates_with_one_name_end_in_one_conflict(berth):
     import subprocess
 
-    from conftest import BERTH
+    from engine_helpers import BERTH
 
     name = f"race{os.getpid()}"
     procs = [subprocess.Popen([BERTH, "--root", str(berth.root), "create", "--name", name, "busybox", "true"],
@@ -232,7 +232,7 @@ def test_instant_exit_of_detached_container_is_recorded(berth):
 def test_concurrent_starts_make_one_monitor(berth):
     import subprocess
 
-    from conftest import BERTH
+    from engine_helpers import BERTH
 
     cid = berth.out("create", "busybox", "sleep", "60").strip()
     procs = [subprocess.Popen([BERTH, "--root", str(berth.root), "start", cid], stdout=subprocess.DEVNULL,

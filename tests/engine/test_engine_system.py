@@ -4,7 +4,7 @@ import json
 import subprocess
 import time
 
-from conftest import BERTH
+from engine_helpers import BERTH
 
 VERBS = ["run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "exec", "inspect", "wait",
          "top", "stats", "cp", "port", "rename", "pause", "unpause", "attach", "export"]

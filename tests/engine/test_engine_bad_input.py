@@ -104,7 +104,7 @@ def test_vm_annotations_carry_memory_in_mib_and_whole_cpus():
 def test_missing_runtime_is_an_engine_error_not_127(berth):
     import subprocess
 
-    from conftest import BERTH
+    from engine_helpers import BERTH
 
     env = dict(os.environ, BERTH_RUNTIME="/no/such/runtime")
     r = subprocess.run([BERTH, "--root", str(berth.root), "run", "--rm", "busybox", "true"],
