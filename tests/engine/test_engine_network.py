@@ -94,3 +94,25 @@ def test_network_none_and_host(berth):
 def test_unknown_network_is_one_line(berth):
     r = berth("run", "--rm", "--network", "no-such-net", "busybox", "true")
     assert r.returncode == 125 and r.stderr.count("\n") == 1
+
+
+def test_network_container_mode_shares_the_namespace(berth):
+    srv = f"shared{os.getpid()}"
+    berth.out("run", "-d", "--name", srv, "busybox", "sh", "-c", "echo same-ns > /tmp/i; exec httpd -f -p 8081 -h /tmp")
+    r = berth("run", "--rm", "--network", f"container:{srv}", "busybox", "sh", "-c",
+              "for i in $(seq 20); do wget -qO- http://127.0.0.1:8081/i && exit 0; sleep 0.2; done; exit 1")
+    assert r.returncode == 0 and r.stdout == "same-ns\n", r.stderr
+
+
+def test_network_connect_and_disconnect_a_running_container(berth):
+    net = f"cn{os.getpid()}"
+    berth.out("network", "create", net)
+    cid = berth.out("run", "-d", "busybox", "sleep", "60").strip()
+    try:
+        berth.out("network", "connect", net, cid)
+        assert "eth1" in berth.out("exec", cid, "ls", "/sys/class/net")
+        berth.out("network", "disconnect", net, cid)
+        assert "eth1" not in berth.out("exec", cid, "ls", "/sys/class/net")
+    finally:
+        berth("rm", "-f", cid)
+        berth("network", "rm", net)
