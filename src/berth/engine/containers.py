@@ -498,11 +498,25 @@ class Engine:
 
     def _finish_monitor(self, st: dict | None) -> None:
         """Wait briefly for the monitor to exit; kill it if it lingers."""
-        if not st:
+        if not st or not _status.monitor_alive(st):
             return
-        deadline = time.monotonic() + 3
-        while _status.monitor_alive(st) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        try:
+            # a pidfd becomes readable the moment the process exits: no polling delay
+            # (checked against the recorded start time first, so it is our monitor)
+            fd = os.pidfd_open(st["monitor_pid"])
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            import select
+
+            try:
+                select.select([fd], [], [], 3)
+            finally:
+                os.close(fd)
+        else:
+            deadline = time.monotonic() + 3
+            while _status.monitor_alive(st) and time.monotonic() < deadline:
+                time.sleep(0.005)
         if _status.monitor_alive(st):
             try:
                 os.kill(st["monitor_pid"], _signal.SIGKILL)
