@@ -43,6 +43,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -325,6 +326,22 @@ static void write_status(const char *state, int pid, int exit_code, int oom, con
 
 /* ---- running the runtime ---------------------------------------------- */
 
+/* Every signal back to SIG_DFL. Ignored dispositions survive exec, and glibc's
+ * signal()/sigaction() refuse its reserved real-time signals (32, 33), which a
+ * posix_spawn'ing parent may leave ignored: use the raw system call. */
+static void reset_all_signals(void) {
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        unsigned long mask;
+    } ksa = {SIG_DFL, 0, NULL, 0};
+    for (int sig = 1; sig <= 64; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof ksa.mask);
+}
+
+
 /* Fork and exec the runtime with argv; stdio as given (-1: /dev/null). */
 static pid_t spawn(char *const argv[], int in, int out, int err) {
     pid_t p = fork();
@@ -337,9 +354,7 @@ static pid_t spawn(char *const argv[], int in, int out, int err) {
     /* ignored dispositions survive exec: give the runtime (and through it the
      * container, whose shell could not even trap a signal ignored on entry)
      * default ones, and an empty mask */
-    int sigs[] = {SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGCHLD};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        signal(sigs[i], SIG_DFL);
+    reset_all_signals();
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
@@ -979,6 +994,7 @@ int main(int argc, char **argv) {
     dup2(null, 2);
     if (null > 2)
         close(null);
+    reset_all_signals();
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);
@@ -1043,10 +1059,7 @@ int main(int argc, char **argv) {
         pid_t e = fork();
         if (e == 0) {
             setsid();
-            signal(SIGPIPE, SIG_DFL);
-            signal(SIGHUP, SIG_DFL);
-            signal(SIGINT, SIG_DFL);
-            signal(SIGTERM, SIG_DFL);
+            reset_all_signals();
             sigset_t none;
             sigemptyset(&none);
             sigprocmask(SIG_SETMASK, &none, NULL);

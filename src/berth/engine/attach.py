@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -78,6 +77,8 @@ def attach(cdir: Path, stdin: BinaryIO | None, stdout: BinaryIO, stderr: BinaryI
             old[s] = signal.signal(s, lambda n, f: on_signal(n))
     try:
         if stdin is not None:
+            import threading
+
             threading.Thread(target=_pump_stdin, args=(sock, stdin), daemon=True).start()
         else:
             sock.shutdown(socket.SHUT_WR)

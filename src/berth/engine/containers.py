@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,8 @@ RUNNING_STATES = ("running", "paused", "restarting")
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
 
 
 def default_runtime() -> str:
@@ -88,7 +87,9 @@ class Engine:
     def run_state(self, rec: dict[str, Any]) -> _status.RunState:
         return _status.read_status(self.cdir(rec["Id"]), paused=rec.get("Paused", False))
 
-    def _rt(self, *args: str, check: bool = False, capture: bool = True) -> subprocess.CompletedProcess:
+    def _rt(self, *args: str, check: bool = False, capture: bool = True):
+        import subprocess
+
         argv = [self.runtime, "--root", self.runtime_root, *args]
         try:
             p = subprocess.run(argv, capture_output=capture, text=True)
