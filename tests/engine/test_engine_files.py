@@ -91,3 +91,15 @@ def test_export_is_a_tar_of_the_rootfs(berth, tmp_path):
     assert "bin/busybox" in names
     r = berth("export", cid, input=b"")
     assert tarfile.open(fileobj=io.BytesIO(r.stdout.encode() if isinstance(r.stdout, str) else r.stdout))
+
+
+def test_image_rm_refuses_an_image_a_container_uses(berth):
+    tag = f"inuse{os.getpid()}:1"
+    berth.out("image", "tag", "busybox", tag)
+    cid = berth.out("run", "-d", "--network", "none", tag, "sleep", "60").strip()
+    r = berth("image", "rm", tag)
+    # the tag may go, but never the image and layers the container runs on
+    assert berth("exec", cid, "ls", "/bin/busybox").returncode == 0
+    r = berth("image", "rm", berth.status(cid) and __import__("json").loads(berth.out("inspect", cid))[0]["Image"])
+    assert r.returncode == 125 and "use" in r.stderr, r.stderr
+    assert berth("exec", cid, "ls", "/bin/busybox").returncode == 0
