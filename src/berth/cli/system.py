@@ -42,18 +42,21 @@ def cmd_df(argv, opts, prog) -> int:
 def cmd_prune(argv, opts, prog) -> int:
     from berth.engine.system import prune
 
-    p = Parser(prog=prog, description="Remove stopped containers and what crashed runs left behind")
+    p = Parser(prog=prog, description="Remove stopped containers, dangling images and what crashed runs left behind")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt (berth never prompts)")
     p.add_argument("--volumes", action="store_true", help="also remove unused volumes")
-    p.add_argument("-a", "--all", action="store_true", help="(accepted; images are pruned with 'berth image prune')")
+    p.add_argument("-a", "--all", action="store_true", help="remove every unused image, not only dangling ones")
     a = p.parse_args(argv)
-    r = prune(_client(opts).engine, volumes=a.volumes)
+    r = prune(_client(opts).engine, volumes=a.volumes, all_images=a.all)
     for c in r["ContainersDeleted"]:
         print(f"deleted container {c}")
     for c in r["Leftovers"]:
         print(f"cleaned leftover {c}")
     for v in r["VolumesDeleted"]:
         print(f"deleted volume {v}")
+    for i in r["ImagesDeleted"]:
+        print(f"deleted image {i}")
+    print(f"Total reclaimed space: {r['SpaceReclaimed']}B")
     return 0
 
 

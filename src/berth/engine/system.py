@@ -94,7 +94,7 @@ def _logs_size(cdir: Path) -> int:
     return sum(p.stat().st_size for p in cdir.glob("container.log*") if p.is_file())
 
 
-def prune(engine, volumes: bool = False) -> dict[str, Any]:
+def prune(engine, volumes: bool = False, all_images: bool = False) -> dict[str, Any]:
     """Remove stopped containers, what crashed runs left behind, and unused volumes with ``volumes``.
 
     Leftovers: container directories with no database row (a crash between
@@ -147,4 +147,11 @@ def prune(engine, volumes: bool = False) -> dict[str, Any]:
     vols: list[str] = []
     if volumes:
         vols, _ = Volumes(engine.root, engine.state).prune()
-    return {"ContainersDeleted": removed, "Leftovers": sorted(set(leftovers)), "VolumesDeleted": vols}
+    # dangling images (every unused one with all_images), never one a container uses
+    from berth.image.store import ImageStore
+
+    store = ImageStore(engine.root)
+    store.set_in_use_hook(engine.images_in_use)
+    images, freed = store.prune(all_images=all_images) if store.base.exists() else ([], 0)
+    return {"ContainersDeleted": removed, "Leftovers": sorted(set(leftovers)), "VolumesDeleted": vols,
+            "ImagesDeleted": images, "SpaceReclaimed": freed}
