@@ -51,7 +51,7 @@ def main() -> int:
     name = f"berth-demo-{os.getpid()}"
     port = _free_port()
     _run("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080", "--memory", "64m", "busybox",
-         "sh", "-c", "echo 'hello from a berth container' > /tmp/index.html; exec httpd -f -v -p 8080 -h /tmp")
+         "sh", "-c", 'echo "hello from a berth container" > /tmp/index.html; exec httpd -f -v -p 8080 -h /tmp')
     try:
         body = None
         print(f"\n$ curl http://127.0.0.1:{port}/index.html", flush=True)
