@@ -445,18 +445,22 @@ static int do_mount(const char *src, const char *dst, const char *type, unsigned
 	return 0;
 }
 
-static void load_modules(void)
+/* /modules.list: "<group> <path>" lines, dependencies first. Group "core" is loaded at
+ * boot; "net" and "fs" only when the INIT message needs them (each costs guest time). */
+static void load_modules(const char *group)
 {
 	FILE *f = fopen("/modules.list", "re");
 	if (!f) return;
 	char line[256];
+	size_t glen = strlen(group);
 	while (fgets(line, sizeof line, f)) {
 		line[strcspn(line, "\n")] = 0;
-		if (!line[0]) continue;
-		int fd = open(line, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) { logk("open module %s: %s", line, strerror(errno)); continue; }
+		if (strncmp(line, group, glen) || line[glen] != ' ') continue;
+		const char *path = line + glen + 1;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) { logk("open module %s: %s", path, strerror(errno)); continue; }
 		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
-			logk("load module %s: %s", line, strerror(errno));
+			logk("load module %s: %s", path, strerror(errno));
 		close(fd);
 	}
 	fclose(f);
@@ -558,6 +562,10 @@ static void write_file(const char *path, const char *content)
 
 static int setup_guest(J *cfg, char *err, size_t errlen)
 {
+	J *net = jget(cfg, "net"), *mounts = jget(cfg, "mounts");
+	if (net && net->t == J_OBJ) load_modules("net");
+	for (J *m = mounts && mounts->t == J_ARR ? mounts->kid : NULL; m; m = m->next)
+		if (!strcmp(jstr(m, "type", ""), "virtiofs")) { load_modules("fs"); break; }
 	J *root = jget(cfg, "root");
 	const char *dev = jstr(root, "device", "/dev/vda");
 	int ro = jint(root, "readonly", 0);
@@ -578,7 +586,6 @@ static int setup_guest(J *cfg, char *err, size_t errlen)
 		do_mount("tmpfs", NEWROOT "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 		do_mount("tmpfs", NEWROOT "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=755");
 	}
-	J *mounts = jget(cfg, "mounts");
 	for (J *m = mounts && mounts->t == J_ARR ? mounts->kid : NULL; m; m = m->next) {
 		const char *tag = jstr(m, "tag", NULL), *target = jstr(m, "target", NULL);
 		const char *type = jstr(m, "type", "virtiofs");
@@ -597,7 +604,7 @@ static int setup_guest(J *cfg, char *err, size_t errlen)
 	}
 	const char *hostname = jstr(cfg, "hostname", NULL);
 	if (hostname) sethostname(hostname, strlen(hostname));
-	if (setup_net(jget(cfg, "net"), err, errlen)) return -1;
+	if (setup_net(net, err, errlen)) return -1;
 	const char *resolv = jstr(cfg, "resolv_conf", NULL);
 	if (resolv && !ro) write_file(NEWROOT "/etc/resolv.conf", resolv);
 	const char *hosts = jstr(cfg, "hosts", NULL);
@@ -981,8 +988,8 @@ int main(void)
 	mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
 	/* Only emergencies (panics, oopses) reach the console from here on: the console is the
 	 * host's bounded log, not a channel for chatter. */
-	klogctl(8, NULL, 1);
-	load_modules();
+	if (!getenv("berth_debug")) klogctl(8, NULL, 1);
+	load_modules("core");
 
 	sigset_t set;
 	sigemptyset(&set);

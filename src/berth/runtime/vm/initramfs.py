@@ -31,7 +31,7 @@ def _entry(name: str, mode: int, data: bytes = b"", ino: int = 0, rdev: tuple[in
     return out
 
 
-def build_cpio(agent: bytes, modules: list[tuple[str, bytes]]) -> bytes:
+def build_cpio(agent: bytes, modules: list[tuple[str, str, bytes]]) -> bytes:
     """A newc archive: /init (the agent), /dev/console, /lib/modules/*.ko, /modules.list."""
     parts = []
     ino = 1
@@ -43,9 +43,9 @@ def build_cpio(agent: bytes, modules: list[tuple[str, bytes]]) -> bytes:
     parts.append(_entry("init", stat.S_IFREG | 0o755, agent, ino=ino))
     ino += 1
     listing = []
-    for name, data in modules:
+    for group, name, data in modules:
         parts.append(_entry(f"lib/modules/{name}", stat.S_IFREG | 0o644, data, ino=ino))
-        listing.append(f"/lib/modules/{name}\n")
+        listing.append(f"{group} /lib/modules/{name}\n")
         ino += 1
     parts.append(_entry("modules.list", stat.S_IFREG | 0o644, "".join(listing).encode(), ino=ino))
     parts.append(_entry("TRAILER!!!", 0))
@@ -80,15 +80,15 @@ def ensure(kernel: Kernel, cache_dir: Path) -> Path:
     agent_bytes = agent.read_bytes()
     h.update(b"agent " + hashlib.sha256(agent_bytes).digest())
     h.update(f"kernel {kernel.release}\n".encode())
-    for m in kernel.modules:
+    for group, m in kernel.modules:
         ms = m.stat()
-        h.update(f"module {m} {ms.st_size} {ms.st_mtime_ns}\n".encode())
+        h.update(f"module {group} {m} {ms.st_size} {ms.st_mtime_ns}\n".encode())
     key = h.hexdigest()[:32]
     out = cache_dir / "initramfs" / f"{key}.cpio"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = build_cpio(agent_bytes, [_read_module(m) for m in kernel.modules])
+    data = build_cpio(agent_bytes, [(g, *_read_module(m)) for g, m in kernel.modules])
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, out)  # atomic: concurrent builders produce identical files

@@ -19,22 +19,20 @@ from berth.errors import NotFound
 
 SETUP_HINT = "run `bash scripts/setup.sh` (installs linux-image-cloud-amd64 and qemu-system-x86)"
 
-# Drivers the agent needs, in no particular order: dependencies are resolved below.
-GUEST_MODULES = (
-    "virtio_mmio",
-    "virtio_pci",
-    "virtio_blk",
-    "virtio_console",
-    "virtio_net",
-    "virtiofs",
-)
+# Drivers the agent loads, by group: "core" at boot, "net" with a network, "fs" with
+# volumes. Dependencies are resolved from modules.dep.
+GUEST_MODULES = {
+    "core": ("virtio_mmio", "virtio_blk", "virtio_console"),
+    "net": ("virtio_net",),
+    "fs": ("virtiofs",),
+}
 
 
 @dataclass(frozen=True)
 class Kernel:
     path: Path
     release: str | None  # None for a user kernel without a matching /lib/modules
-    modules: tuple[Path, ...]  # load order, dependencies first
+    modules: tuple[tuple[str, Path], ...]  # (group, path) in load order, dependencies first
 
 
 def _release_of(path: Path) -> str | None:
@@ -53,8 +51,9 @@ def default_kernel_path() -> Path:
     return Path(found[-1])
 
 
-def module_order(moddir: Path, wanted: tuple[str, ...] = GUEST_MODULES) -> tuple[Path, ...]:
-    """Paths of ``wanted`` modules and their dependencies, dependencies first."""
+def module_order(moddir: Path, wanted: dict[str, tuple[str, ...]] = GUEST_MODULES) -> tuple[tuple[str, Path], ...]:
+    """(group, path) of ``wanted`` modules and their dependencies, dependencies first;
+    a module already in an earlier group is not repeated."""
     deps: dict[str, list[str]] = {}
     by_name: dict[str, str] = {}
     with open(moddir / "modules.dep") as f:
@@ -62,20 +61,23 @@ def module_order(moddir: Path, wanted: tuple[str, ...] = GUEST_MODULES) -> tuple
             target, _, rest = line.partition(":")
             deps[target] = rest.split()
             by_name[Path(target).name.split(".ko")[0].replace("-", "_")] = target
-    order: list[str] = []
+    order: list[tuple[str, str]] = []
+    seen: set[str] = set()
 
-    def visit(rel: str) -> None:
-        if rel in order:
+    def visit(group: str, rel: str) -> None:
+        if rel in seen:
             return
+        seen.add(rel)
         for dep in deps.get(rel, []):
-            visit(dep)
-        order.append(rel)
+            visit(group, dep)
+        order.append((group, rel))
 
-    for name in wanted:
-        rel = by_name.get(name.replace("-", "_"))
-        if rel is not None:  # built in, or absent from this kernel
-            visit(rel)
-    return tuple(moddir / rel for rel in order)
+    for group, names in wanted.items():
+        for name in names:
+            rel = by_name.get(name.replace("-", "_"))
+            if rel is not None:  # built in, or absent from this kernel
+                visit(group, rel)
+    return tuple((group, moddir / rel) for group, rel in order)
 
 
 def resolve(kernel: str | os.PathLike | None = None) -> Kernel:

@@ -11,6 +11,7 @@ while the host was busy; ``tsc_early_khz=`` removes that step (see kernel.py).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,19 +68,24 @@ class Machine:
     extra_cmdline: tuple[str, ...] = field(default=())
 
     def cmdline(self) -> str:
-        parts = ["console=ttyS0", "quiet", "panic=-1", "reboot=t", "rdinit=/init"]
+        parts = ["console=ttyS0", "loglevel=7" if os.environ.get("BERTH_VM_DEBUG") else "quiet", "panic=-1", "reboot=t", "rdinit=/init", "pci=off", "cryptomgr.notests", "8250.nr_uarts=1"]
         if self.tsc_khz and self.accel == "tcg":
             parts += [f"tsc_early_khz={self.tsc_khz}", "tsc=reliable"]
+        if os.environ.get("BERTH_VM_DEBUG"):
+            parts.append("berth_debug=1")  # the agent keeps kernel messages on the console
         return " ".join(parts + list(self.extra_cmdline))
 
     def argv(self) -> list[str]:
         s = self.sockets
         accel = f"tcg,tb-size={TCG_TB_SIZE_MB}" if self.accel == "tcg" else "kvm"
         argv = [
-            QEMU, "-M", "microvm,rtc=on", "-accel", accel,
+            QEMU, "-M", "microvm", "-accel", accel,
             "-cpu", "host" if self.accel == "kvm" else "max",
             "-m", str(self.memory_mb), "-smp", str(self.cpus),
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+            # virtio 1.0 over MMIO (microvm defaults to the legacy layout, which
+            # vhost-user-fs refuses: "virtio legacy devices aren't supported").
+            "-global", "virtio-mmio.force-legacy=false",
             "-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.cmdline(),
             "-chardev", f"socket,id=con,path={s.console}",
             "-serial", "chardev:con",

@@ -1,0 +1,186 @@
+"""The microVM backend booting real QEMU guests (TCG here: 2-3 s a boot)."""
+
+import io
+import os
+import platform
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from berth.errors import NotFound
+from berth.runtime.vm import confine
+from berth.runtime.vm.instance import BootTimeout, VMFailure, VMInstance
+from berth.runtime.vm.state import sock_dir_for
+
+pytestmark = pytest.mark.vm
+
+
+def test_output_streams_and_exit_code_are_the_workloads(vms):
+    code, out, err = vms.run(["sh", "-c", "echo hello; echo oops >&2; exit 7"])
+    assert (code, out, err) == (7, "hello\n", "oops\n")
+
+
+def test_env_cwd_user_groups_and_hostname_apply(vms):
+    code, out, _ = vms.run(
+        ["sh", "-c", 'echo "$FOO"; pwd; id -u; id -g; id -G; hostname'],
+        env=["FOO=bar baz"], cwd="/tmp", uid=65534, gid=65534, gids=[10, 20], hostname="vmhost",
+    )
+    assert code == 0
+    assert out.splitlines() == ["bar baz", "/tmp", "65534", "65534", "65534 10 20", "vmhost"]
+
+
+def test_stdin_is_forwarded_and_closed(vms):
+    data = b"line one\n" + b"x" * 40000 + b"\nend\n"
+    code, out, _ = vms.run(["sh", "-c", "wc -c; echo done"], stdin=data)
+    assert code == 0
+    assert out.split() == [str(len(data)), "done"]
+
+
+def test_missing_command_exits_127_with_one_line(vms):
+    code, out, err = vms.run(["no-such-binary"])
+    assert code == 127
+    assert "no-such-binary" in err and err.count("\n") == 1
+
+
+def test_guest_runs_its_own_kernel_and_sees_no_host_processes(vms):
+    # User processes only (kernel threads have an empty cmdline).
+    code, out, _ = vms.run(["sh", "-c", "uname -r; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done"])
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] != platform.release()
+    cmds = {line.split()[0] for line in lines[1:] if line.strip()}
+    assert cmds <= {"/init", "sh", "tr"}, cmds  # the agent, the workload, its child
+    assert os.getpid() > 0 and not any("python" in c or "pytest" in c or "qemu" in c for c in cmds)
+
+
+def test_exec_and_stop_from_another_handle(vms):
+    vm = vms.create(["sh", "-c", "echo up; exec sleep 300"])
+    out = io.BytesIO()
+    vm.start(stdout=out)
+    other = VMInstance.load(vm.state_dir)  # what a second process would do
+    for _ in range(200):
+        if out.getvalue():
+            break
+        time.sleep(0.05)
+    eout, eerr = io.BytesIO(), io.BytesIO()
+    code = other.exec(["sh", "-c", "echo in-vm $(id -u) $(pwd); cat; exit 3"], cwd="/etc", user="65534:65534",
+                      stdin=b"piped\n", stdout=eout, stderr=eerr)
+    assert code == 3
+    assert eout.getvalue().decode().splitlines() == ["in-vm 65534 /etc", "piped"]
+    assert other.exec(["true"]) == 0
+    other.stop(timeout=10)
+    assert vm.wait() == 143  # sleep ended by the SIGTERM that stop sent
+    assert not vm.state.qemu_alive()
+
+
+def test_virtiofs_volume_is_shared_and_read_only_volume_is_enforced(vms, tmp_path):
+    rw = tmp_path / "rw"
+    ro = tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    (ro / "given").write_text("from host\n")
+    code, out, err = vms.run(
+        ["sh", "-c", "echo from guest > /data/out; cat /in/given; touch /in/x 2>/dev/null && echo WROTE"],
+        volumes=[(rw, "/data", False), (ro, "/in", True)],
+    )
+    assert code == 1, err  # the last command (touch on the read-only volume) failed
+    assert (rw / "out").read_text() == "from guest\n"
+    assert out == "from host\n"
+    assert not (ro / "x").exists()
+
+
+def test_read_only_root_refuses_writes_but_tmp_works(vms):
+    code, out, _ = vms.run(["sh", "-c", "touch /etc/x 2>/dev/null && echo WROTE; echo ok > /tmp/y && cat /tmp/y"],
+                           read_only=True)
+    assert (code, out) == (0, "ok\n")
+
+
+def test_nothing_is_left_after_delete(vms):
+    vm = vms.create(["true"])
+    vm.start()
+    pid, cgroups, overlay = vm.pid, list(vm.state.cgroups), Path(vm.state.overlay)
+    assert overlay.exists() and cgroups
+    assert vm.wait() == 0
+    vm.delete()
+    assert not confine.is_alive(pid) or open(f"/proc/{pid}/comm").read().strip() != "qemu-system-x86"
+    assert not overlay.exists() and not vm.state_dir.exists()
+    assert not sock_dir_for(vm.state_dir).exists()
+    assert not any(Path(c).exists() for c in cgroups)
+
+
+def test_boot_timeout_reports_and_leaves_nothing(vms):
+    vm = vms.create(["true"], boot_timeout=0.3)
+    sd = vm.state_dir
+    with pytest.raises(BootTimeout) as exc:
+        vm.start()
+    assert "within 0.3 s" in str(exc.value)
+    assert not sd.exists() and not sock_dir_for(sd).exists()
+    assert not vm.state.qemu_alive()
+
+
+def test_bogus_kernel_fails_with_qemus_reason_and_leaves_nothing(vms, tmp_path):
+    bogus = tmp_path / "vmlinuz-bogus"
+    bogus.write_bytes(b"\0" * 4096)
+    vm = vms.create(["true"], kernel=bogus)
+    sd = vm.state_dir
+    with pytest.raises(VMFailure) as exc:
+        vm.start()
+    assert "boot VM" in str(exc.value)
+    assert not sd.exists() and not vm.state.qemu_alive()
+
+
+def test_missing_kernel_names_the_setup_command(vms, tmp_path):
+    with pytest.raises(NotFound) as exc:
+        vms.create(["true"], kernel=tmp_path / "nope")
+    assert "scripts/setup.sh" in str(exc.value)
+
+
+def test_guest_kernel_panic_is_a_failure_with_console_tail(vms):
+    vm = vms.create(["sh", "-c", "echo c > /proc/sysrq-trigger; sleep 60"])
+    vm.start()
+    with pytest.raises(VMFailure) as exc:
+        vm.wait()
+    assert "Kernel panic" in exc.value.console_tail or "sysrq" in exc.value.console_tail
+    assert not vm.state.qemu_alive()
+
+
+def test_console_flood_is_bounded(vms):
+    # Guest root can always reach its serial port; the host must stay bounded.
+    vm = vms.create(["sh", "-c", "mknod /tmp/s c 4 64 && yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 600000 > /tmp/s; echo sent"])
+    out = io.BytesIO()
+    vm.start(stdout=out)
+    assert vm.wait() == 0 and out.getvalue() == b"sent\n"
+    log = vm.state_dir / "console.log"
+    assert vm._console.total >= 600000
+    assert log.stat().st_size <= 256 * 1024 + 4096
+    assert "dropped" in log.read_text(errors="replace")
+
+
+def test_twenty_boots_in_a_row_all_finish(vms):
+    lock = threading.Lock()
+
+    def one(i):
+        with lock:
+            vm = vms.create(["sh", "-c", f"exit {i % 3}"])
+        vm.start()
+        code = vm.wait()
+        vm.delete()
+        return code
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = list(pool.map(one, range(20)))
+    assert codes == [i % 3 for i in range(20)]
+
+
+def test_info_shows_isolation_accelerator_kernel_and_memory(vms):
+    vm = vms.create(["true"], memory_mb=192)
+    info = vm.info()
+    assert info["isolation"] == "vm" and info["memory_mb"] == 192
+    assert info["accelerator"] in ("kvm", "tcg") and info["accelerator_reason"]
+    assert "cloud-amd64" in info["kernel"]
+    if not any(f in open("/proc/cpuinfo").read() for f in (" vmx", " svm")):
+        assert info["accelerator"] == "tcg"
+    assert os.path.exists(info["overlay"])
