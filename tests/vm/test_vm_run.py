@@ -18,6 +18,23 @@ from berth.runtime.vm.state import sock_dir_for
 pytestmark = pytest.mark.vm
 
 
+def _cgroup_dirs(state: dict) -> list[str]:
+    found = []
+
+    def walk(v):
+        if isinstance(v, str) and v.startswith("/sys/fs/cgroup/"):
+            found.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk({k: v for k, v in state.items() if k != "mounts"})
+    return found
+
+
 def test_output_streams_and_exit_code_are_the_workloads(vms):
     code, out, err = vms.run(["sh", "-c", "echo hello; echo oops >&2; exit 7"])
     assert (code, out, err) == (7, "hello\n", "oops\n")
@@ -101,14 +118,17 @@ def test_read_only_root_refuses_writes_but_tmp_works(vms):
 def test_nothing_is_left_after_delete(vms):
     vm = vms.create(["true"])
     vm.start()
-    pid, cgroups, overlay = vm.pid, list(vm.state.cgroups), Path(vm.state.overlay)
-    assert overlay.exists() and cgroups
+    pid, overlay = vm.pid, Path(vm.state.overlay)
+    cg = confine.from_state(vm.state.cgroup)
+    assert overlay.exists() and cg is not None and pid in cg.pids()
+    cg_dirs = [Path(d) for d in _cgroup_dirs(vm.state.cgroup)]
+    assert cg_dirs and all(d.is_dir() for d in cg_dirs)
     assert vm.wait() == 0
     vm.delete()
     assert not confine.is_alive(pid) or open(f"/proc/{pid}/comm").read().strip() != "qemu-system-x86"
     assert not overlay.exists() and not vm.state_dir.exists()
     assert not sock_dir_for(vm.state_dir).exists()
-    assert not any(Path(c).exists() for c in cgroups)
+    assert not any(d.exists() for d in cg_dirs)
 
 
 def test_boot_timeout_reports_and_leaves_nothing(vms):

@@ -126,7 +126,9 @@ class VMInstance:
             (state_dir / "config.init.json").write_text(json.dumps(init))
             (state_dir / "volumes.json").write_text(json.dumps(
                 [[str(v.host_path), v.guest_path, v.read_only] for v in vols]))
-            (state_dir / "machine.json").write_text(json.dumps({"mac": mac, "boot_timeout": boot_timeout}))
+            (state_dir / "machine.json").write_text(json.dumps({
+                "mac": mac, "boot_timeout": boot_timeout,
+                "cgroups_path": (config.get("linux") or {}).get("cgroupsPath")}))
             state.save(state_dir)
         except BaseException:
             shutil.rmtree(state_dir, ignore_errors=True)
@@ -163,6 +165,9 @@ class VMInstance:
             virtiofs_tags=tuple(f"vol{i}" for i in range(len(vols))), tsc_khz=kmod.host_tsc_khz(),
             runas=f"{uid}:{uid}", chroot=jail,
         )
+
+    def _cgroups_path(self) -> str | None:
+        return json.loads((self.state_dir / "machine.json").read_text()).get("cgroups_path")
 
     def _listen(self, path: Path) -> socket.socket:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -211,14 +216,14 @@ class VMInstance:
                                   self.state_dir / "virtiofsd.log")
             self._helpers.append(proc)
             st.helper_pids.append([proc.pid, proc_start_time(proc.pid) or 0])
-        cg = confine.create(st.id, st.memory_mb)
-        st.cgroups = [str(d) for d in cg]
+        cg = confine.create(st.id, st.memory_mb, self._cgroups_path())
+        st.cgroup = cg.to_state()
         with open(self.state_dir / "qemu.log", "wb") as log:
             self._proc = subprocess.Popen(machine.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                           close_fds=True, cwd=self.state_dir)
         # Moved before the guest touches its RAM (QEMU maps it lazily), so the guest's
         # memory is charged to the VM's group.
-        confine.enter(cg, self._proc.pid)
+        cg.add(self._proc.pid)
         st.qemu_pid = self._proc.pid
         st.qemu_start = proc_start_time(self._proc.pid) or 0
         st.save(self.state_dir)
@@ -440,8 +445,11 @@ class VMInstance:
     # ------------------------------------------------------------------ teardown
 
     def _quit_qmp(self) -> None:
+        import logging
+
         from qemu.qmp.legacy import QEMUMonitorProtocol  # imported only when needed: slow
 
+        logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)  # a refused connect is expected
         try:
             qmp = QEMUMonitorProtocol(str(self.sockets.qmp))
             qmp.connect()
@@ -482,8 +490,14 @@ class VMInstance:
         if self._main is not None:
             self._main.chan.close()
         shutil.rmtree(self.sockets.dir, ignore_errors=True)
-        confine.remove([Path(d) for d in st.cgroups])
-        st.cgroups = []
+        cg = confine.from_state(st.cgroup)
+        if cg is not None:
+            try:  # another handle may be tearing down the same instance: idempotent
+                cg.kill_all(_signal.SIGKILL)  # QEMU is gone by now; nothing else belongs here
+                cg.destroy()
+            except (BerthError, OSError):
+                pass
+        st.cgroup = None
         if st.status != "creating":
             st.status = "stopped"
         if (self.state_dir / "state.json").exists():

@@ -22,13 +22,15 @@ def sock_dir_for(state_dir: Path) -> Path:
 
 
 def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks), None if gone."""
+    """Field 22 of /proc/PID/stat (start time in clock ticks); None if gone or a zombie
+    (an exited QEMU its parent has not reaped yet is not running)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             data = f.read()
     except OSError:
         return None
-    return int(data.rsplit(")", 1)[1].split()[19])
+    fields = data.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 @dataclass
@@ -50,7 +52,7 @@ class VMState:
     overlay: str = ""
     read_only: bool = False
     tap: str | None = None
-    cgroups: list[str] = field(default_factory=list)
+    cgroup: dict | None = None  # Cgroup.to_state()
     helper_pids: list[list[int]] = field(default_factory=list)  # [pid, start time]
     exit_code: int | None = None
     error: str | None = None
