@@ -1,0 +1,51 @@
+"""The process that owns a VM created through the OCI-shaped API (``oci.create``).
+
+``python -m berth.runtime.vm.monitor STATE_DIR READY_FD`` (started detached by
+``oci.create``) boots the VM, reports "ok" or the error on READY_FD, then blocks
+opening ``STATE_DIR/start.fifo`` for writing until ``oci.start`` opens it for reading
+(runc's exec.fifo), sends START, pumps the workload's stdio between its own fds
+0/1/2 (inherited from the ``create`` caller, as runc's container process inherits
+them) and the VM, records the exit status in the state file, and exits when the VM
+has stopped. It holds the only connection to the main port and the console.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from berth.errors import BerthError
+from berth.runtime.vm.instance import VMFailure, VMInstance
+
+
+def main(argv: list[str]) -> int:
+    state_dir, ready_fd = Path(argv[0]), int(argv[1])
+    vm = VMInstance.load(state_dir)
+    try:
+        vm.boot()
+    except BerthError as e:
+        os.write(ready_fd, f"error {e.exit_code} {e}".encode())
+        return 1
+    os.write(ready_fd, b"ok")
+    os.close(ready_fd)
+    with open(state_dir / "start.fifo", "wb"):
+        pass  # returns once `start` opened the other end
+    try:
+        os.unlink(state_dir / "start.fifo")
+    except FileNotFoundError:
+        pass
+    tty = os.environ.get("BERTH_VM_TTY_FD")
+    stdin, stdout, stderr = (int(tty),) * 3 if tty else (0, 1, 2)
+    vm.start(stdin=stdin, stdout=stdout, stderr=stderr)
+    try:
+        vm.wait()
+    except VMFailure as e:
+        vm.state.error = str(e)
+        vm.state.save(state_dir)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,169 @@
+"""OCI-runtime-shaped operations for bundles booted as microVMs.
+
+``berth-runtime`` dispatches a bundle whose config.json carries the annotation
+``org.berth.isolation=vm`` here; the operations mirror runc's verbs:
+
+    create(bundle, id, root)   prepare, boot to "created" (a detached monitor owns it)
+    start(root, id)            run the workload
+    state(root, id)            the runtime-spec state (pid = the QEMU process)
+    kill(root, id, sig)        SIGKILL ends the VM; other signals go to the workload
+    delete(root, id, force)    remove everything
+
+The instance lives in ``<root>/<id>/`` (state.json, overlay, logs); its sockets in
+``/run/berth-vm/<hash>/``. VM options come from annotations:
+``org.berth.vm.memory`` (MiB), ``org.berth.vm.cpus``, ``org.berth.vm.accel``,
+``org.berth.vm.kernel``, ``org.berth.vm.tap``, ``org.berth.vm.mac``,
+``org.berth.vm.boot-timeout`` (s); memory defaults to the bundle's memory limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from berth.errors import ConfigError, Conflict, NotFound, RuntimeFailure, UsageError
+from berth.runtime.vm.instance import VMInstance
+
+ISOLATION_ANNOTATION = "org.berth.isolation"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def wants_vm(config: dict) -> bool:
+    """True when a bundle asks for VM isolation."""
+    return (config.get("annotations") or {}).get(ISOLATION_ANNOTATION) == "vm"
+
+
+def _dir(root: Path, id: str) -> Path:
+    if not _ID.match(id):
+        raise UsageError(f"container id {id!r}: use letters, digits, '_', '.', '-' (at most 128)")
+    return Path(root) / id
+
+
+def _options(config: dict) -> dict:
+    ann = config.get("annotations") or {}
+    opts: dict = {}
+    try:
+        limit = ((config.get("linux") or {}).get("resources") or {}).get("memory", {}).get("limit")
+        if "org.berth.vm.memory" in ann:
+            opts["memory_mb"] = int(ann["org.berth.vm.memory"])
+        elif limit and limit > 0:
+            opts["memory_mb"] = max(64, int(limit) // (1024 * 1024))
+        if "org.berth.vm.cpus" in ann:
+            opts["cpus"] = int(ann["org.berth.vm.cpus"])
+        if "org.berth.vm.boot-timeout" in ann:
+            opts["boot_timeout"] = float(ann["org.berth.vm.boot-timeout"])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"VM annotations: {e}") from None
+    for key, name in (("org.berth.vm.accel", "accel"), ("org.berth.vm.kernel", "kernel"),
+                      ("org.berth.vm.tap", "tap"), ("org.berth.vm.mac", "mac")):
+        if key in ann:
+            opts[name] = ann[key]
+    return opts
+
+
+def _send_fd(console_socket: str, fd: int) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(console_socket)
+        socket.send_fds(s, [b"/dev/pts/vm"], [fd])
+
+
+def create(bundle: str | os.PathLike, id: str, root: str | os.PathLike, console_socket: str | None = None,
+           pid_file: str | None = None) -> dict:
+    """Boot the bundle as a VM up to "created". Similar to ``runc create``.
+
+    Raises:
+        Conflict: ``id`` exists. NotFound / ConfigError: bad bundle. VMFailure: no boot.
+    """
+    bundle = Path(bundle).resolve()
+    state_dir = _dir(Path(root), id)
+    if state_dir.exists():
+        raise Conflict(f"create {id}: a container with this id exists")
+    try:
+        config = json.loads((bundle / "config.json").read_text())
+    except FileNotFoundError:
+        raise NotFound(f"create {id}: no config.json in {bundle}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"create {id}: config.json: {e}") from None
+    rootfs = bundle / ((config.get("root") or {}).get("path") or "rootfs")
+    terminal = bool((config.get("process") or {}).get("terminal"))
+    if terminal and not console_socket:
+        raise UsageError(f"create {id}: process.terminal needs --console-socket")
+    vm = VMInstance.create(id, config, rootfs, state_dir, bundle=bundle, **_options(config))
+    r, w = os.pipe()
+    env = dict(os.environ)
+    pass_fds = [w]
+    master = slave = -1
+    try:
+        if terminal:
+            master, slave = os.openpty()
+            pass_fds.append(slave)
+            env["BERTH_VM_TTY_FD"] = str(slave)
+        os.mkfifo(state_dir / "start.fifo", 0o600)
+        proc = subprocess.Popen([sys.executable, "-m", "berth.runtime.vm.monitor", str(state_dir), str(w)],
+                                pass_fds=pass_fds, start_new_session=True, env=env, close_fds=True)
+        os.close(w)
+        w = -1
+        with os.fdopen(r, "rb") as f:
+            r = -1
+            msg = f.read().decode(errors="replace")
+        if msg != "ok":
+            proc.wait()
+            vm.delete(force=True)
+            parts = msg.split(" ", 2)
+            if len(parts) == 3 and parts[0] == "error":
+                raise RuntimeFailure(parts[2])
+            raise RuntimeFailure(f"create {id}: the VM monitor died during boot")
+        if terminal:
+            _send_fd(console_socket, master)
+    finally:
+        for fd in (r, w, master, slave):
+            if fd >= 0:
+                os.close(fd)
+    vm = VMInstance.load(state_dir)
+    if pid_file:
+        Path(pid_file).write_text(str(vm.pid))
+    return state(root, id)
+
+
+def start(root: str | os.PathLike, id: str) -> None:
+    """Run the workload of a created VM. Similar to ``runc start``."""
+    vm = VMInstance.load(_dir(Path(root), id))
+    fifo = vm.state_dir / "start.fifo"
+    if vm.status() != "created" or not fifo.exists():
+        raise Conflict(f"start {id}: it is {vm.status()}, not created")
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    os.close(fd)  # the monitor's blocking open for writing has returned by now
+
+
+def state(root: str | os.PathLike, id: str) -> dict:
+    """The runtime-spec state. ``pid`` is the QEMU process."""
+    vm = VMInstance.load(_dir(Path(root), id))
+    st = vm.state
+    status = vm.status()
+    return {
+        "ociVersion": "1.0.2", "id": st.id, "status": status if status != "creating" else "creating",
+        "pid": st.qemu_pid if status in ("created", "running") else 0,
+        "bundle": st.bundle or "", "annotations": st.annotations,
+        "isolation": "vm", "accelerator": st.accel, "exit_code": st.exit_code,
+    }
+
+
+def kill(root: str | os.PathLike, id: str, sig: int) -> None:
+    """Signal the workload (SIGKILL: end the VM). Similar to ``runc kill``."""
+    vm = VMInstance.load(_dir(Path(root), id))
+    if vm.status() not in ("created", "running"):
+        raise Conflict(f"kill {id}: it is not running")
+    vm.kill(sig)
+
+
+def delete(root: str | os.PathLike, id: str, force: bool = False) -> None:
+    """Remove a stopped VM (``force``: kill it first). Similar to ``runc delete``."""
+    state_dir = _dir(Path(root), id)
+    if not state_dir.exists():
+        raise NotFound(f"delete {id}: no such container")
+    VMInstance.load(state_dir).delete(force=force)

@@ -1,0 +1,101 @@
+"""The OCI-shaped verbs (create/start/state/kill/delete), each from its own process."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from berth.runtime.vm import agent_protocol as ap
+from berth.runtime.vm import initramfs
+from berth.runtime.vm.state import sock_dir_for
+
+pytestmark = pytest.mark.vm
+
+
+def verb(root, expr, stdout=None, cache=None):
+    code = f"import json,sys; from berth.runtime.vm import oci; r = {expr}; print(json.dumps(r)) if r else None"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_VM_CACHE": str(cache)}
+    return subprocess.run([sys.executable, "-c", code], stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, timeout=120)
+
+
+def make_bundle(tmp_path, rootfs, args):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    config = {
+        "ociVersion": "1.0.2",
+        "process": {"args": args, "env": ["PATH=/bin:/usr/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "root": {"path": str(rootfs), "readonly": False},
+        "hostname": "ocivm",
+        "annotations": {"org.berth.isolation": "vm", "org.berth.vm.memory": "160"},
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]},
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+    }
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def test_create_start_state_delete_across_processes(tmp_path, busybox_rootfs_template, vm_cache):
+    root = tmp_path / "root"
+    bundle = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "uname -r; hostname; exit 5"])
+    out = open(tmp_path / "out", "w")
+    r = verb(root, f"oci.create({str(bundle)!r}, 'c1', {str(root)!r})", stdout=out, cache=vm_cache)
+    try:
+        assert r.returncode == 0, r.stderr
+        st = json.loads(verb(root, f"oci.state({str(root)!r}, 'c1')", cache=vm_cache).stdout)
+        assert st["status"] == "created" and st["pid"] > 0
+        assert st["annotations"]["org.berth.isolation"] == "vm"
+        assert verb(root, f"oci.start({str(root)!r}, 'c1')", cache=vm_cache).returncode == 0
+        for _ in range(600):
+            st = json.loads(verb(root, f"oci.state({str(root)!r}, 'c1')", cache=vm_cache).stdout)
+            if st["status"] == "stopped":
+                break
+            time.sleep(0.1)
+        assert st["status"] == "stopped" and st["exit_code"] == 5
+        lines = (tmp_path / "out").read_text().splitlines()
+        assert lines[1:] == ["ocivm"] and lines[0] != subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
+    finally:
+        verb(root, f"oci.delete({str(root)!r}, 'c1', force=True)", cache=vm_cache)
+    assert not (root / "c1").exists() and not sock_dir_for(root / "c1").exists()
+
+
+def test_create_refuses_bad_id_and_missing_bundle(tmp_path, vm_cache):
+    r = verb(tmp_path, f"oci.create({str(tmp_path)!r}, '../x', {str(tmp_path)!r})", cache=vm_cache)
+    assert r.returncode != 0 and "container id" in r.stderr
+    r = verb(tmp_path, f"oci.create({str(tmp_path / 'nope')!r}, 'x', {str(tmp_path)!r})", cache=vm_cache)
+    assert r.returncode != 0 and "no config.json" in r.stderr
+
+
+def test_protocol_frames_round_trip_and_oversize_is_refused():
+    import socket
+
+    a, b = socket.socketpair()
+    ca, cb = ap.Channel(a), ap.Channel(b)
+    data = bytes(range(256)) * 200  # 51200 bytes: four frames
+    ca.send(ap.encode_data(ap.STDOUT, 9, data) + ap.encode_json(ap.EXIT, 9, {"status": 3}))
+    got = b""
+    while True:
+        f = cb.recv()
+        if f.type == ap.EXIT:
+            break
+        assert f.stream == 9 and len(f.payload) <= ap.MAX_PAYLOAD
+        got += f.payload
+    assert got == data and f.json() == {"status": 3}
+    with pytest.raises(ValueError):
+        ap.encode(ap.STDIN, 1, b"x" * (ap.MAX_PAYLOAD + 1))
+    a.sendall(bytes([ap.STDOUT]) + (1).to_bytes(4, "big") + (ap.MAX_PAYLOAD + 1).to_bytes(4, "big"))
+    with pytest.raises(ConnectionError):
+        cb.recv()
+
+
+def test_initramfs_is_newc_with_agent_as_init(tmp_path):
+    data = initramfs.build_cpio(b"\x7fELFagent", [("core", "virtio.ko", b"mod")])
+    listing = subprocess.run(["cpio", "-t", "--quiet"], input=data, capture_output=True).stdout.decode().split()
+    assert {"init", "dev/console", "lib/modules/virtio.ko", "modules.list"} <= set(listing)
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(["cpio", "-id", "--quiet", "init", "modules.list"], input=data, cwd=out, check=True)
+    assert (out / "init").read_bytes() == b"\x7fELFagent"
+    assert (out / "modules.list").read_text() == "core /lib/modules/virtio.ko\n"
