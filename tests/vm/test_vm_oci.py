@@ -14,10 +14,10 @@ from berth.runtime.vm.state import sock_dir_for
 pytestmark = pytest.mark.vm
 
 
-def verb(root, expr, stdout=None, cache=None):
+def verb(root, expr, stdout=None, cache=None, stderr=None):
     code = f"import json,sys; from berth.runtime.vm import oci; r = {expr}; print(json.dumps(r)) if r else None"
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_VM_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-c", code], stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.run([sys.executable, "-c", code], stdout=stdout or subprocess.PIPE, stderr=stderr or subprocess.PIPE,
                           text=True, env=env, timeout=120)
 
 
@@ -40,10 +40,12 @@ def make_bundle(tmp_path, rootfs, args):
 def test_create_start_state_delete_across_processes(tmp_path, busybox_rootfs_template, vm_cache):
     root = tmp_path / "root"
     bundle = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "uname -r; hostname; exit 5"])
-    out = open(tmp_path / "out", "w")
-    r = verb(root, f"oci.create({str(bundle)!r}, 'c1', {str(root)!r})", stdout=out, cache=vm_cache)
+    # The VM's monitor inherits the caller's stdio (as runc's container process does),
+    # so files, not pipes whose EOF would never come.
+    out, err = open(tmp_path / "out", "w"), open(tmp_path / "err", "w")
+    r = verb(root, f"oci.create({str(bundle)!r}, 'c1', {str(root)!r})", stdout=out, stderr=err, cache=vm_cache)
     try:
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0, (tmp_path / "err").read_text()
         st = json.loads(verb(root, f"oci.state({str(root)!r}, 'c1')", cache=vm_cache).stdout)
         assert st["status"] == "created" and st["pid"] > 0
         assert st["annotations"]["org.berth.isolation"] == "vm"
@@ -54,7 +56,7 @@ def test_create_start_state_delete_across_processes(tmp_path, busybox_rootfs_tem
                 break
             time.sleep(0.1)
         assert st["status"] == "stopped" and st["exit_code"] == 5
-        lines = (tmp_path / "out").read_text().splitlines()
+        lines = [x for x in (tmp_path / "out").read_text().splitlines() if not x.startswith("{")]  # create's own print
         assert lines[1:] == ["ocivm"] and lines[0] != subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
     finally:
         verb(root, f"oci.delete({str(root)!r}, 'c1', force=True)", cache=vm_cache)

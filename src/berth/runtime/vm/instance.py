@@ -512,6 +512,12 @@ class VMInstance:
             if not force:
                 raise Conflict(f"delete VM {self.state.id}: it is running (stop it first)")
             self.kill()
+        mon = self.state.monitor
+        if mon and mon[0] != os.getpid() and proc_start_time(mon[0]) == mon[1]:
+            try:  # oci's monitor, e.g. still blocked before START, would wait forever
+                os.kill(mon[0], _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self._teardown()
         self._remove_files()
 

@@ -17,11 +17,14 @@ from pathlib import Path
 
 from berth.errors import BerthError
 from berth.runtime.vm.instance import VMFailure, VMInstance
+from berth.runtime.vm.state import proc_start_time
 
 
 def main(argv: list[str]) -> int:
     state_dir, ready_fd = Path(argv[0]), int(argv[1])
     vm = VMInstance.load(state_dir)
+    vm.state.monitor = [os.getpid(), proc_start_time(os.getpid()) or 0]
+    vm.state.save(state_dir)
     try:
         vm.boot()
     except BerthError as e:

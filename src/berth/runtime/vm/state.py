@@ -54,6 +54,7 @@ class VMState:
     tap: str | None = None
     cgroup: dict | None = None  # Cgroup.to_state()
     helper_pids: list[list[int]] = field(default_factory=list)  # [pid, start time]
+    monitor: list[int] = field(default_factory=list)  # [pid, start time] of oci's monitor
     exit_code: int | None = None
     error: str | None = None
     bundle: str | None = None
