@@ -108,7 +108,7 @@ def main() -> int:
         theirs_ms, ours_ms = [], []
         for i in range(args.runs):
             theirs_ms += time_runs(lambda _: bare, 1)
-            ours_ms += time_runs(lambda _: ours(i), 1)
+            ours_ms += time_runs(lambda _, i=i: ours(i), 1)
         t, o = statistics.median(theirs_ms), statistics.median(ours_ms)
         print(f"accelerator: {accel} ({reason})")
         print(f"bare qemu boot (microvm,acpi=off, busybox init: true; reboot -f): median {t:.0f} ms  {[round(x) for x in theirs_ms]}")

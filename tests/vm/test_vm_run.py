@@ -88,6 +88,9 @@ def test_exec_and_stop_from_another_handle(vms):
     assert code == 3
     assert eout.getvalue().decode().splitlines() == ["in-vm 65534 /etc", "piped"]
     assert other.exec(["true"]) == 0
+    tout = io.BytesIO()
+    assert other.exec(["sh", "-c", "tty; stty size"], tty=True, stdout=tout) == 0
+    assert tout.getvalue().decode().split()[0].startswith("/dev/pts/")
     other.stop(timeout=10)
     assert vm.wait() == 143  # sleep ended by the SIGTERM that stop sent
     assert not vm.state.qemu_alive()
@@ -205,3 +208,25 @@ def test_info_shows_isolation_accelerator_kernel_and_memory(vms):
     if not any(f in open("/proc/cpuinfo").read() for f in (" vmx", " svm")):
         assert info["accelerator"] == "tcg"
     assert os.path.exists(info["overlay"])
+
+
+@pytest.mark.net
+def test_tap_attach_configures_guest_eth0(vms):
+    # The tap stays down on the host side and has no address there: nothing leaves it.
+    import subprocess
+
+    tap = f"bvt{os.getpid() % 100000}"
+    subprocess.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"], check=True)
+    try:
+        code, out, err = vms.run(
+            ["sh", "-c", "ip -4 addr show eth0; ip route; cat /etc/resolv.conf; cat /sys/class/net/eth0/address"],
+            tap=tap, mac="52:54:00:12:34:56",
+            net={"address": "10.213.7.5", "prefixlen": 24, "gateway": "10.213.7.1", "dns": ["10.213.7.1"]},
+        )
+    finally:
+        subprocess.run(["ip", "link", "del", tap], check=False)
+    assert code == 0, err
+    assert "inet 10.213.7.5/24" in out
+    assert "default via 10.213.7.1 dev eth0" in out
+    assert "nameserver 10.213.7.1" in out
+    assert "52:54:00:12:34:56" in out
