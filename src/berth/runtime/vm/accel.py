@@ -82,8 +82,22 @@ def _boot_under_kvm(kernel: Path, qemu: str) -> tuple[bool, str]:
         return False, f"a KVM guest failed: {why}"
 
 
-def probe(kernel: Path, cache_dir: Path) -> tuple[str, str]:
-    """``(accel, reason)``: what ``auto`` picks on this host, and why (cached)."""
+def default_cache_dir() -> Path:
+    """Where VM artefacts are cached: ``$BERTH_VM_CACHE`` or /var/lib/berth/vm-cache."""
+    return Path(os.environ.get("BERTH_VM_CACHE", "/var/lib/berth/vm-cache"))
+
+
+def probe(kernel: Path | None = None, cache_dir: Path | None = None) -> tuple[str, str]:
+    """``(accel, reason)``: what ``auto`` picks on this host, and why (cached).
+
+    For ``berth system info``: ``probe()`` with no arguments uses the default guest
+    kernel and cache.
+    """
+    if kernel is None:
+        from berth.runtime.vm.kernel import default_kernel_path
+
+        kernel = default_kernel_path()
+    cache_dir = cache_dir or default_cache_dir()
     if not _kvm_openable():
         return "tcg", "no usable /dev/kvm"
     if not _cpu_has_virt():

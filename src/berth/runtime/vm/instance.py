@@ -33,13 +33,12 @@ from berth.errors import BerthError, ConfigError, Conflict, NotFound, RuntimeFai
 from berth.runtime.vm import agent_protocol as ap
 from berth.runtime.vm import confine, disk, guestconfig, initramfs, virtiofs
 from berth.runtime.vm import kernel as kmod
-from berth.runtime.vm.accel import choose, qemu_binary
+from berth.runtime.vm.accel import choose, default_cache_dir, qemu_binary
 from berth.runtime.vm.console import ConsoleLog, tail
 from berth.runtime.vm.machine import Machine, Sockets
 from berth.runtime.vm.state import VMState, proc_start_time, sock_dir_for
 from berth.runtime.vm.streams import Session
 
-DEFAULT_CACHE = Path(os.environ.get("BERTH_VM_CACHE", "/var/lib/berth/vm-cache"))
 # QEMU drops to an unprivileged uid:gid of its own (one per instance, like Firecracker's
 # jailer) just before the guest runs; the range is far from any real account.
 RUNAS_BASE = 0x4B000000
@@ -99,7 +98,7 @@ class VMInstance:
         """
         state_dir = Path(state_dir)
         rootfs = Path(rootfs)
-        cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE
+        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         if memory_mb < 64 or cpus < 1:
             raise ConfigError(f"create VM {id}: memory {memory_mb} MiB must be >= 64 and cpus >= 1")
         if (state_dir / "state.json").exists():
@@ -536,6 +535,16 @@ class VMInstance:
         if st.status in ("created", "running") and not st.qemu_alive():
             return "stopped"
         return st.status
+
+    def stats(self) -> dict:
+        """The QEMU process's cgroup figures (memory, cpu, pids) for ``berth stats``."""
+        cg = confine.from_state(self.state.cgroup)
+        if cg is None or not self.state.qemu_alive():
+            return {}
+        try:
+            return cg.stats()
+        except (BerthError, OSError):
+            return {}
 
     def console_tail(self, lines: int = 25) -> str:
         return tail(self.state_dir / "console.log", lines)
