@@ -73,6 +73,33 @@ def test_guest_runs_its_own_kernel_and_sees_no_host_processes(vms):
     assert os.getpid() > 0 and not any("python" in c or "pytest" in c or "qemu" in c for c in cmds)
 
 
+def test_qemu_runs_unprivileged_in_seccomp_in_its_own_cgroup(vms):
+    vm = vms.create(["sh", "-c", "echo up; exec sleep 300"])
+    out = io.BytesIO()
+    vm.start(stdout=out)
+    for _ in range(200):
+        if out.getvalue():
+            break
+        time.sleep(0.05)
+    status = dict(line.split(":", 1) for line in open(f"/proc/{vm.pid}/status"))
+    uids = status["Uid"].split()
+    assert "0" not in uids and uids[0] == status["Gid"].split()[0]
+    assert status["Seccomp"].strip() == "2"
+    assert os.readlink(f"/proc/{vm.pid}/root") == str(vm.state_dir / "jail")
+    assert vm.pid in confine.from_state(vm.state.cgroup).pids()
+    vm.kill()
+    with pytest.raises(VMFailure):
+        vm.wait()
+
+
+def test_workload_dev_has_no_host_channels_or_disks(vms):
+    code, out, _ = vms.run(["ls", "/dev"])
+    assert code == 0
+    names = set(out.split())
+    assert names >= {"null", "zero", "urandom", "pts", "shm"}
+    assert not any(n.startswith(("vport", "vd", "ttyS", "console", "kmsg", "mem")) for n in names), names
+
+
 def test_exec_and_stop_from_another_handle(vms):
     vm = vms.create(["sh", "-c", "echo up; exec sleep 300"])
     out = io.BytesIO()
