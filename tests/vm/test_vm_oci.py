@@ -60,7 +60,7 @@ def test_create_start_state_delete_across_processes(tmp_path, busybox_rootfs_tem
         assert lines[1:] == ["ocivm"] and lines[0] != subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
     finally:
         verb(root, f"oci.delete({str(root)!r}, 'c1', force=True)", cache=vm_cache)
-    assert not (root / "c1").exists() and not sock_dir_for(root / "c1").exists()
+    assert not (root / ".vm" / "c1").exists() and not sock_dir_for(root / ".vm" / "c1").exists()
 
 
 def test_create_refuses_bad_id_and_missing_bundle(tmp_path, vm_cache):

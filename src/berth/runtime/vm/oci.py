@@ -9,8 +9,10 @@
     kill(root, id, sig)        SIGKILL ends the VM; other signals go to the workload
     delete(root, id, force)    remove everything
 
-The instance lives in ``<root>/<id>/`` (state.json, overlay, logs); its sockets in
-``/run/berth-vm/<hash>/``. VM options come from annotations:
+The instance lives in ``<root>/.vm/<id>/`` (state.json, overlay, logs: apart from
+the container runtime's ``<root>/<id>/``, whose state has another shape; ids are
+unique across both); its sockets in ``/run/berth-vm/<hash>/``. ``is_vm(root, id)``
+tells the runtime CLI which backend owns an id. VM options come from annotations:
 ``org.berth.vm.memory`` (MiB), ``org.berth.vm.cpus``, ``org.berth.vm.accel``,
 ``org.berth.vm.kernel``, ``org.berth.vm.tap``, ``org.berth.vm.mac``,
 ``org.berth.vm.boot-timeout`` (s); memory defaults to the bundle's memory limit.
@@ -41,7 +43,17 @@ def wants_vm(config: dict) -> bool:
 def _dir(root: Path, id: str) -> Path:
     if not _ID.match(id):
         raise UsageError(f"container id {id!r}: use letters, digits, '_', '.', '-' (at most 128)")
-    return Path(root) / id
+    return Path(root) / ".vm" / id
+
+
+def is_vm(root: str | os.PathLike, id: str) -> bool:
+    """True when ``id`` under ``root`` is a VM made by this module."""
+    return bool(_ID.match(id)) and (Path(root) / ".vm" / id / "state.json").is_file()
+
+
+def list_ids(root: str | os.PathLike) -> list[str]:
+    d = Path(root) / ".vm"
+    return sorted(p.name for p in d.iterdir() if (p / "state.json").is_file()) if d.is_dir() else []
 
 
 def _options(config: dict) -> dict:
@@ -66,6 +78,15 @@ def _options(config: dict) -> dict:
     return opts
 
 
+def _load_config(bundle: Path, id: str) -> dict:
+    try:
+        return json.loads((bundle / "config.json").read_text())
+    except FileNotFoundError:
+        raise NotFound(f"create {id}: no config.json in {bundle}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"create {id}: config.json: {e}") from None
+
+
 def _send_fd(console_socket: str, fd: int) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(console_socket)
@@ -81,14 +102,9 @@ def create(bundle: str | os.PathLike, id: str, root: str | os.PathLike, console_
     """
     bundle = Path(bundle).resolve()
     state_dir = _dir(Path(root), id)
-    if state_dir.exists():
+    if state_dir.exists() or (Path(root) / id).exists():
         raise Conflict(f"create {id}: a container with this id exists")
-    try:
-        config = json.loads((bundle / "config.json").read_text())
-    except FileNotFoundError:
-        raise NotFound(f"create {id}: no config.json in {bundle}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"create {id}: config.json: {e}") from None
+    config = _load_config(bundle, id)
     rootfs = bundle / ((config.get("root") or {}).get("path") or "rootfs")
     terminal = bool((config.get("process") or {}).get("terminal"))
     if terminal and not console_socket:
@@ -128,6 +144,30 @@ def create(bundle: str | os.PathLike, id: str, root: str | os.PathLike, console_
     if pid_file:
         Path(pid_file).write_text(str(vm.pid))
     return state(root, id)
+
+
+def run(bundle: str | os.PathLike, id: str, root: str | os.PathLike) -> int:
+    """Create, start and wait in this process, with its stdio; remove the VM after.
+    Similar to ``runc run`` (foreground); returns the workload's exit status."""
+    bundle = Path(bundle).resolve()
+    state_dir = _dir(Path(root), id)
+    if state_dir.exists() or (Path(root) / id).exists():
+        raise Conflict(f"run {id}: a container with this id exists")
+    config = _load_config(bundle, id)
+    rootfs = bundle / ((config.get("root") or {}).get("path") or "rootfs")
+    vm = VMInstance.create(id, config, rootfs, state_dir, bundle=bundle, **_options(config))
+    try:
+        vm.start(stdin=0, stdout=1, stderr=2)
+        return vm.wait()
+    finally:
+        vm.delete(force=True)
+
+
+def exec_(root: str | os.PathLike, id: str, args: list[str], env: list[str] | None = None, cwd: str = "/",
+          user: str | None = None, tty: bool = False) -> int:
+    """Run a process in a running VM with this process's stdio. Like ``runc exec``."""
+    vm = VMInstance.load(_dir(Path(root), id))
+    return vm.exec(args, env=env, cwd=cwd, user=user, tty=tty, stdin=0, stdout=1, stderr=2)
 
 
 def start(root: str | os.PathLike, id: str) -> None:
