@@ -64,6 +64,9 @@ def _user_spec(user: Any) -> tuple[int, int, list[int]]:
     if isinstance(user, tuple):
         return int(user[0]), int(user[1]), [int(g) for g in (user[2] if len(user) > 2 else [])]
     uid, _, gid = str(user).partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        # Names would need the guest's /etc/passwd: the engine resolves them from the image.
+        raise ConfigError(f"exec user {user!r}: give numeric uid[:gid] for a VM")
     return int(uid), int(gid or uid), []
 
 
