@@ -116,6 +116,10 @@ def test_exec_and_stop_from_another_handle(vms):
     assert eout.getvalue().decode().splitlines() == ["in-vm 65534 /etc", "piped"]
     assert other.exec(["true"]) == 0
     assert other.stats()["memory"]["usage"] > 0
+    other.pause()
+    assert other.paused()
+    other.resume()
+    assert not other.paused()
     tout = io.BytesIO()
     assert other.exec(["sh", "-c", "tty; stty size"], tty=True, stdout=tout) == 0
     assert tout.getvalue().decode().split()[0].startswith("/dev/pts/")

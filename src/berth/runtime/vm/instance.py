@@ -446,18 +446,42 @@ class VMInstance:
 
     # ------------------------------------------------------------------ teardown
 
-    def _quit_qmp(self) -> None:
+    def qmp(self, command: str, **args: Any) -> Any:
+        """One QMP command over the instance's monitor socket (any process may call it).
+
+        Raises:
+            RuntimeFailure: QEMU is not reachable or refused the command.
+        """
         import logging
 
         from qemu.qmp.legacy import QEMUMonitorProtocol  # imported only when needed: slow
 
-        logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)  # a refused connect is expected
+        logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
         try:
-            qmp = QEMUMonitorProtocol(str(self.sockets.qmp))
-            qmp.connect()
-            qmp.cmd("quit")
-            qmp.close()
-        except Exception:  # noqa: BLE001 - QEMU may be half-gone; SIGKILL follows
+            mon = QEMUMonitorProtocol(str(self.sockets.qmp))
+            mon.connect()
+            try:
+                return mon.cmd(command, **args)
+            finally:
+                mon.close()
+        except Exception as e:  # noqa: BLE001 - the library raises several unrelated types
+            raise RuntimeFailure(f"QMP {command} on VM {self.state.id}: {e}") from None
+
+    def pause(self) -> None:
+        """Stop the vCPUs (QMP ``stop``). Similar to ``docker pause``."""
+        self.qmp("stop")
+
+    def resume(self) -> None:
+        """Resume the vCPUs (QMP ``cont``). Similar to ``docker unpause``."""
+        self.qmp("cont")
+
+    def paused(self) -> bool:
+        return self.qmp("query-status").get("status") == "paused"
+
+    def _quit_qmp(self) -> None:
+        try:
+            self.qmp("quit")
+        except RuntimeFailure:  # QEMU may be half-gone; SIGKILL follows
             pass
 
     def _kill_qemu(self) -> None:

@@ -198,7 +198,19 @@ def kill(root: str | os.PathLike, id: str, sig: int) -> None:
     vm = VMInstance.load(_dir(Path(root), id))
     if vm.status() not in ("created", "running"):
         raise Conflict(f"kill {id}: it is not running")
+    if vm.status() == "created":  # no workload yet: any signal ends the VM, as runc's init
+        vm.kill(9)
+        return
     vm.kill(sig)
+
+
+def pause(root: str | os.PathLike, id: str) -> None:
+    """Freeze the VM's vCPUs. Similar to ``runc pause``."""
+    VMInstance.load(_dir(Path(root), id)).pause()
+
+
+def resume(root: str | os.PathLike, id: str) -> None:
+    VMInstance.load(_dir(Path(root), id)).resume()
 
 
 def delete(root: str | os.PathLike, id: str, force: bool = False) -> None:
