@@ -38,6 +38,8 @@
 #include <sys/ioctl.h>
 #include <sys/klog.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -642,6 +644,83 @@ static int exec_path(char **argv, char **env)
 	return saved;
 }
 
+/* Capability names, index = number (linux/capability.h; CAP_CHECKPOINT_RESTORE = 40). */
+static const char *const CAP_NAMES[] = {
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+	"CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+	"CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+};
+#define NCAPS ((int)(sizeof CAP_NAMES / sizeof *CAP_NAMES))
+
+static uint64_t cap_mask(J *arr)
+{
+	uint64_t m = 0;
+	for (J *k = arr && arr->t == J_ARR ? arr->kid : NULL; k; k = k->next)
+		for (int i = 0; k->t == J_STR && i < NCAPS; i++)
+			if (!strcmp(k->s, CAP_NAMES[i])) m |= 1ull << i;
+	return m;
+}
+
+static const struct { const char *name; int res; } RLIMITS[] = {
+	{"RLIMIT_CPU", RLIMIT_CPU}, {"RLIMIT_FSIZE", RLIMIT_FSIZE}, {"RLIMIT_DATA", RLIMIT_DATA},
+	{"RLIMIT_STACK", RLIMIT_STACK}, {"RLIMIT_CORE", RLIMIT_CORE}, {"RLIMIT_RSS", RLIMIT_RSS},
+	{"RLIMIT_NPROC", RLIMIT_NPROC}, {"RLIMIT_NOFILE", RLIMIT_NOFILE}, {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK},
+	{"RLIMIT_AS", RLIMIT_AS}, {"RLIMIT_LOCKS", RLIMIT_LOCKS}, {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
+	{"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE}, {"RLIMIT_NICE", RLIMIT_NICE}, {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},
+	{"RLIMIT_RTTIME", RLIMIT_RTTIME},
+};
+
+/* In the child, as root, before the user switch: rlimits, then the bounding set
+ * (PR_CAPBSET_DROP needs CAP_SETPCAP), then keep capabilities across setuid. */
+static int apply_limits_and_bounding(J *spec, const char **what)
+{
+	J *rl = jget(spec, "rlimits");
+	for (J *k = rl && rl->t == J_ARR ? rl->kid : NULL; k; k = k->next) {
+		const char *type = jstr(k, "type", "");
+		for (size_t i = 0; i < sizeof RLIMITS / sizeof *RLIMITS; i++) {
+			if (strcmp(type, RLIMITS[i].name)) continue;
+			J *soft = jget(k, "soft"), *hard = jget(k, "hard");
+			struct rlimit r = { soft ? (rlim_t)soft->n : 0, hard ? (rlim_t)hard->n : 0 };
+			*what = "setrlimit";
+			if (setrlimit(RLIMITS[i].res, &r) < 0) return errno;
+		}
+	}
+	J *caps = jget(spec, "caps");
+	if (!caps || caps->t != J_OBJ) return 0;
+	uint64_t bnd = cap_mask(jget(caps, "bounding"));
+	*what = "drop capabilities";
+	for (int c = 0; c < 64; c++)
+		if (!(bnd & (1ull << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) return errno;
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) return errno;
+	return 0;
+}
+
+/* After the user switch: the process's capability sets, ambient ones, no_new_privs. */
+static int apply_caps(J *spec, const char **what)
+{
+	J *caps = jget(spec, "caps");
+	*what = "set capabilities";
+	if (caps && caps->t == J_OBJ) {
+		uint64_t eff = cap_mask(jget(caps, "effective")), prm = cap_mask(jget(caps, "permitted"));
+		uint64_t inh = cap_mask(jget(caps, "inheritable")), amb = cap_mask(jget(caps, "ambient"));
+		struct { uint32_t version; int pid; } hdr = { 0x20080522, 0 }; /* _LINUX_CAPABILITY_VERSION_3 */
+		struct { uint32_t eff, prm, inh; } data[2] = {
+			{ (uint32_t)eff, (uint32_t)prm, (uint32_t)inh },
+			{ (uint32_t)(eff >> 32), (uint32_t)(prm >> 32), (uint32_t)(inh >> 32) },
+		};
+		if (syscall(SYS_capset, &hdr, data) < 0) return errno;
+		for (int c = 0; c < NCAPS; c++)
+			if ((amb & (1ull << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0) return errno;
+	}
+	*what = "set no_new_privs";
+	if (jint(spec, "no_new_privs", 0) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return errno;
+	return 0;
+}
+
 static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 /* Fork and exec a process from a JSON process spec; on failure send ERROR and EXIT. */
@@ -704,9 +783,11 @@ static int spawn(struct port *pt, uint32_t stream, J *spec)
 		const char *what = "chroot";
 		if (chroot(NEWROOT) < 0) e = errno;
 		else if (what = "chdir", chdir(cwd) < 0) e = errno;
+		else if ((e = apply_limits_and_bounding(spec, &what))) {}
 		else if (what = "setgroups", setgroups(ngids, gids) < 0) e = errno;
 		else if (what = "setgid", setgid(gid) < 0) e = errno;
 		else if (what = "setuid", setuid(uid) < 0) e = errno;
+		else if ((e = apply_caps(spec, &what))) {}
 		else { what = "exec"; e = exec_path(argv, env); }
 		char m[600];
 		int n = snprintf(m, sizeof m, "%d %s %s: %s", e, what, !strcmp(what, "chdir") ? cwd : argv[0], strerror(e));

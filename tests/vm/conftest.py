@@ -27,8 +27,8 @@ def vm_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("vm-cache")
 
 
-def oci_config(args, env=None, cwd="/", uid=0, gid=0, gids=(), hostname="guest", mounts=()):
-    return {
+def oci_config(args, env=None, cwd="/", uid=0, gid=0, gids=(), hostname="guest", mounts=(), process=None):
+    cfg = {
         "ociVersion": "1.0.2",
         "process": {"args": list(args), "env": [PATH_ENV, *(env or [])], "cwd": cwd,
                     "user": {"uid": uid, "gid": gid, "additionalGids": list(gids)}},
@@ -36,6 +36,8 @@ def oci_config(args, env=None, cwd="/", uid=0, gid=0, gids=(), hostname="guest",
         "hostname": hostname,
         "mounts": list(mounts),
     }
+    cfg["process"].update(process or {})
+    return cfg
 
 
 class Runner:
@@ -50,7 +52,7 @@ class Runner:
 
     def create(self, args, rootfs=None, **kw) -> VMInstance:
         self.n += 1
-        cfg_kw = {k: kw.pop(k) for k in ("env", "cwd", "uid", "gid", "gids", "hostname", "mounts") if k in kw}
+        cfg_kw = {k: kw.pop(k) for k in ("env", "cwd", "uid", "gid", "gids", "hostname", "mounts", "process") if k in kw}
         vm = VMInstance.create(f"t{os.getpid()}-{self.n}", oci_config(args, **cfg_kw), rootfs or self.rootfs,
                                self.tmp / f"vm{self.n}", cache_dir=self.cache, **kw)
         self.vms.append(vm)

@@ -49,6 +49,26 @@ def test_env_cwd_user_groups_and_hostname_apply(vms):
     assert out.splitlines() == ["bar baz", "/tmp", "65534", "65534", "65534 10 20", "vmhost"]
 
 
+DOCKER_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+               "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+               "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+
+
+def test_oci_capabilities_rlimits_and_no_new_privs_apply_inside_the_guest(vms):
+    caps = {k: DOCKER_CAPS for k in ("bounding", "effective", "permitted")}
+    code, out, err = vms.run(
+        ["sh", "-c", "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; ulimit -n; "
+                     "mount -t tmpfs x /mnt 2>/dev/null && echo MOUNTED"],
+        process={"capabilities": caps, "noNewPrivileges": True,
+                 "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1000, "hard": 1000}]},
+    )
+    assert code != 0 and "MOUNTED" not in out, err  # mount needs CAP_SYS_ADMIN, not in docker's set
+    fields = dict(line.split(":\t") for line in out.splitlines()[:3])
+    assert fields["CapBnd"] == fields["CapEff"] == "00000000a80425fb"  # docker's default set
+    assert fields["NoNewPrivs"] == "1"
+    assert out.splitlines()[3] == "1000"
+
+
 def test_stdin_is_forwarded_and_closed(vms):
     data = b"line one\n" + b"x" * 40000 + b"\nend\n"
     code, out, _ = vms.run(["sh", "-c", "wc -c; echo done"], stdin=data)

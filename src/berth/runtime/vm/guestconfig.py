@@ -26,7 +26,7 @@ def process_spec(process: dict) -> dict:
         raise ConfigError("VM config: process.args must be a non-empty list of strings")
     user = process.get("user") or {}
     size = process.get("consoleSize") or {}
-    return {
+    spec = {
         "args": args,
         "env": [e for e in process.get("env") or [] if isinstance(e, str)],
         "cwd": process.get("cwd") or "/",
@@ -36,7 +36,19 @@ def process_spec(process: dict) -> dict:
         "tty": bool(process.get("terminal", False)),
         "rows": int(size.get("height", 0)),
         "cols": int(size.get("width", 0)),
+        "no_new_privs": bool(process.get("noNewPrivileges", False)),
     }
+    # Applied inside the guest too (as Kata's agent does): the VM is the host's wall,
+    # these keep the workload from its own guest kernel's sharp edges.
+    caps = process.get("capabilities")
+    if isinstance(caps, dict):
+        spec["caps"] = {k: [c for c in caps.get(k) or [] if isinstance(c, str)]
+                        for k in ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    rlimits = process.get("rlimits")
+    if isinstance(rlimits, list):
+        spec["rlimits"] = [{"type": r.get("type"), "soft": int(r.get("soft", 0)), "hard": int(r.get("hard", 0))}
+                           for r in rlimits if isinstance(r, dict)]
+    return spec
 
 
 def split_mounts(config: dict) -> tuple[list[Volume], list[dict], dict]:
