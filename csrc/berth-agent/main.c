@@ -55,7 +55,7 @@
 
 #define NEWROOT "/newroot"
 #define MAX_PORTS 8
-#define MAX_PAYLOAD (16 * 1024)
+#define MAX_PAYLOAD (64 * 1024)
 #define MAIN_STREAM 1u
 
 /* Frame types; keep in sync with agent_protocol.py. */
@@ -674,6 +674,8 @@ static const struct { const char *name; int res; } RLIMITS[] = {
 	{"RLIMIT_RTTIME", RLIMIT_RTTIME},
 };
 
+static int load_seccomp(J *spec);
+
 /* In the child, as root, before the user switch: rlimits, then the bounding set
  * (PR_CAPBSET_DROP needs CAP_SETPCAP), then keep capabilities across setuid. */
 static int apply_limits_and_bounding(J *spec, const char **what)
@@ -689,6 +691,12 @@ static int apply_limits_and_bounding(J *spec, const char **what)
 			if (setrlimit(RLIMITS[i].res, &r) < 0) return errno;
 		}
 	}
+	/* Without no_new_privs the filter must go in while we still hold CAP_SYS_ADMIN. */
+	if (!jint(spec, "no_new_privs", 0)) {
+		*what = "load seccomp filter";
+		int e = load_seccomp(spec);
+		if (e) return e;
+	}
 	J *caps = jget(spec, "caps");
 	if (!caps || caps->t != J_OBJ) return 0;
 	uint64_t bnd = cap_mask(jget(caps, "bounding"));
@@ -697,6 +705,29 @@ static int apply_limits_and_bounding(J *spec, const char **what)
 		if (!(bnd & (1ull << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) return errno;
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) return errno;
 	return 0;
+}
+
+struct bpf_insn { uint16_t code; uint8_t jt, jf; uint32_t k; };
+struct bpf_prog { unsigned short len; struct bpf_insn *filter; };
+
+/* The seccomp program the host compiled from linux.seccomp (hex of sock_filter[]). */
+static int load_seccomp(J *spec)
+{
+	const char *hex = jstr(spec, "seccomp", NULL);
+	if (!hex) return 0;
+	size_t n = strlen(hex) / 2;
+	if (!n || n % 8 || n / 8 > 0xffff) return EINVAL;
+	unsigned char *buf = malloc(n);
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1) { free(buf); return EINVAL; }
+		buf[i] = v;
+	}
+	struct bpf_prog prog = { (unsigned short)(n / 8), (struct bpf_insn *)buf };
+	/* PR_SET_SECCOMP, SECCOMP_MODE_FILTER: needs no_new_privs or CAP_SYS_ADMIN. */
+	int r = prctl(PR_SET_SECCOMP, 2, &prog, 0, 0) < 0 ? errno : 0;
+	free(buf);
+	return r;
 }
 
 /* After the user switch: the process's capability sets, ambient ones, no_new_privs. */
@@ -717,7 +748,11 @@ static int apply_caps(J *spec, const char **what)
 			if ((amb & (1ull << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0) return errno;
 	}
 	*what = "set no_new_privs";
-	if (jint(spec, "no_new_privs", 0) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return errno;
+	if (jint(spec, "no_new_privs", 0)) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return errno;
+		*what = "load seccomp filter"; /* last, as runc: with NNP nothing else is needed */
+		return load_seccomp(spec);
+	}
 	return 0;
 }
 

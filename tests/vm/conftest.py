@@ -27,7 +27,7 @@ def vm_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("vm-cache")
 
 
-def oci_config(args, env=None, cwd="/", uid=0, gid=0, gids=(), hostname="guest", mounts=(), process=None):
+def oci_config(args, env=None, cwd="/", uid=0, gid=0, gids=(), hostname="guest", mounts=(), process=None, linux=None):
     cfg = {
         "ociVersion": "1.0.2",
         "process": {"args": list(args), "env": [PATH_ENV, *(env or [])], "cwd": cwd,
@@ -37,6 +37,8 @@ def oci_config(args, env=None, cwd="/", uid=0, gid=0, gids=(), hostname="guest",
         "mounts": list(mounts),
     }
     cfg["process"].update(process or {})
+    if linux:
+        cfg["linux"] = linux
     return cfg
 
 
@@ -52,7 +54,7 @@ class Runner:
 
     def create(self, args, rootfs=None, **kw) -> VMInstance:
         self.n += 1
-        cfg_kw = {k: kw.pop(k) for k in ("env", "cwd", "uid", "gid", "gids", "hostname", "mounts", "process") if k in kw}
+        cfg_kw = {k: kw.pop(k) for k in ("env", "cwd", "uid", "gid", "gids", "hostname", "mounts", "process", "linux") if k in kw}
         vm = VMInstance.create(f"t{os.getpid()}-{self.n}", oci_config(args, **cfg_kw), rootfs or self.rootfs,
                                self.tmp / f"vm{self.n}", cache_dir=self.cache, **kw)
         self.vms.append(vm)

@@ -1,6 +1,7 @@
 """The microVM backend booting real QEMU guests (TCG here: 2-3 s a boot)."""
 
 import io
+import json
 import os
 import platform
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from berth.errors import NotFound
+from berth.runtime.container.seccomp_profile import default_profile
 from berth.runtime.vm import confine
 from berth.runtime.vm.instance import BootTimeout, VMFailure, VMInstance
 from berth.runtime.vm.state import sock_dir_for
@@ -61,12 +63,33 @@ def test_oci_capabilities_rlimits_and_no_new_privs_apply_inside_the_guest(vms):
                      "mount -t tmpfs x /mnt 2>/dev/null && echo MOUNTED"],
         process={"capabilities": caps, "noNewPrivileges": True,
                  "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1000, "hard": 1000}]},
+        linux={"seccomp": default_profile()},  # docker's profile: an ordinary shell still works
     )
     assert code != 0 and "MOUNTED" not in out, err  # mount needs CAP_SYS_ADMIN, not in docker's set
     fields = dict(line.split(":\t") for line in out.splitlines()[:3])
     assert fields["CapBnd"] == fields["CapEff"] == "00000000a80425fb"  # docker's default set
     assert fields["NoNewPrivs"] == "1"
     assert out.splitlines()[3] == "1000"
+
+
+def test_oci_seccomp_profile_is_enforced_inside_the_guest(vms):
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+    cfg_linux = {"seccomp": profile}
+    vm = vms.create(["sh", "-c", "grep -E '^Seccomp:' /proc/self/status; mkdir /tmp/blocked || echo REFUSED"])
+    init = json.loads((vm.state_dir / "config.init.json").read_text())
+    assert "seccomp" not in init["process"]  # no profile in the config: none in the guest
+    vm.delete()
+    from conftest import oci_config
+
+    config = oci_config(["sh", "-c", "grep -E '^Seccomp:' /proc/self/status; mkdir /tmp/blocked || echo REFUSED"])
+    config["linux"] = cfg_linux
+    vm = VMInstance.create(f"sc{os.getpid()}", config, vms.rootfs, vms.tmp / "sc", cache_dir=vms.cache)
+    vms.vms.append(vm)
+    out = io.BytesIO()
+    vm.start(stdout=out, stderr=io.BytesIO())
+    assert vm.wait() == 0
+    assert out.getvalue().decode().split() == ["Seccomp:", "2", "REFUSED"]
 
 
 def test_stdin_is_forwarded_and_closed(vms):

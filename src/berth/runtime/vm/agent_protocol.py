@@ -21,7 +21,7 @@ Frames, both directions::
     | 1 byte | 4 bytes, big end. | 4 bytes, big end. | length bytes    |
     +--------+-------------------+-------------------+-----------------+
 
-``length`` is at most ``MAX_PAYLOAD`` (16 KiB); a larger length desynchronizes the
+``length`` is at most ``MAX_PAYLOAD`` (64 KiB); a larger length desynchronizes the
 session and the agent drops it. Control payloads are UTF-8 JSON objects; data
 payloads are raw bytes. Stream 1 is always the workload; exec streams are chosen
 by the host and must be >= 2.
@@ -37,7 +37,10 @@ START      2      Run the workload (OCI create -> start). Main port only.
 STDIN      3      Bytes for the stream's stdin; an empty payload closes it.
 SIGNAL     4      JSON {"signal": N} to the stream's process (stream 1 from any port).
 EXEC       5      JSON process: args, env ["K=V"], cwd, uid, gid, gids, tty,
-                  rows, cols. Exec ports only.
+                  rows, cols, caps {bounding, effective, permitted,
+                  inheritable, ambient}, rlimits [{type, soft, hard}],
+                  no_new_privs, seccomp (hex of a classic-BPF program,
+                  struct sock_filter[]). Exec ports only.
 RESIZE     6      JSON {"rows", "cols"} for a tty stream.
 SHUTDOWN   7      Acknowledges EXIT of stream 1: the agent syncs and powers off.
 =========  =====  ================================================================
@@ -72,7 +75,7 @@ INIT, START, STDIN, SIGNAL, EXEC, RESIZE, SHUTDOWN = 1, 2, 3, 4, 5, 6, 7
 READY, STARTED, STDOUT, STDERR, EXIT, ERROR = 10, 11, 12, 13, 14, 15
 
 MAIN_STREAM = 1
-MAX_PAYLOAD = 16 * 1024
+MAX_PAYLOAD = 64 * 1024
 MAIN_PORT = "org.berth.main"
 EXEC_PORTS = 4
 _HDR = struct.Struct(">BII")

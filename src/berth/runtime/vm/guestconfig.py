@@ -10,6 +10,7 @@ into the guest); any other file bind mount is refused rather than silently lost.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from berth.errors import ConfigError
@@ -51,6 +52,25 @@ def process_spec(process: dict) -> dict:
     return spec
 
 
+def seccomp_program(linux_seccomp: dict | None) -> bytes | None:
+    """The OCI ``linux.seccomp`` profile compiled on the host (libseccomp, x86_64 like
+    the guest) into the classic-BPF program the agent installs before exec."""
+    if not linux_seccomp:
+        return None
+    from berth.runtime.container import seccomp
+
+    filt = seccomp.build(linux_seccomp)
+    fd = os.memfd_create("berth-seccomp", os.MFD_CLOEXEC)
+    try:
+        filt.export_bpf(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+        filt.release()
+
+
 def split_mounts(config: dict) -> tuple[list[Volume], list[dict], dict]:
     """OCI mounts -> (virtiofs volumes, tmpfs mounts, copied files)."""
     volumes: list[Volume] = []
@@ -89,6 +109,9 @@ def init_message(config: dict, *, read_only: bool, volumes: list[Volume], tmpfs:
         ] + tmpfs,
         "process": process_spec(config.get("process") or {}),
     }
+    prog = seccomp_program((config.get("linux") or {}).get("seccomp"))
+    if prog:
+        msg["process"]["seccomp"] = prog.hex()
     if config.get("hostname"):
         msg["hostname"] = config["hostname"]
     if net:
