@@ -60,7 +60,7 @@ def test_create_start_state_delete_across_processes(tmp_path, busybox_rootfs_tem
         assert lines[1:] == ["ocivm"] and lines[0] != subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
     finally:
         verb(root, f"oci.delete({str(root)!r}, 'c1', force=True)", cache=vm_cache)
-    assert not (root / ".vm" / "c1").exists() and not sock_dir_for(root / ".vm" / "c1").exists()
+    assert not (root / "c1").exists() and not sock_dir_for(root / "c1").exists()
 
 
 def test_create_refuses_bad_id_and_missing_bundle(tmp_path, vm_cache):
@@ -101,3 +101,52 @@ def test_initramfs_is_newc_with_agent_as_init(tmp_path):
     subprocess.run(["cpio", "-id", "--quiet", "init", "modules.list"], input=data, cwd=out, check=True)
     assert (out / "init").read_bytes() == b"\x7fELFagent"
     assert (out / "modules.list").read_text() == "core /lib/modules/virtio.ko\n"
+
+
+def _has_runtime_cli() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("berth.cli.runtime", "berth.runtime.backend"))
+
+
+@pytest.mark.skipif(not _has_runtime_cli(), reason="berth-runtime CLI not merged yet")
+def test_berth_runtime_runs_an_annotated_bundle_as_a_vm(tmp_path, busybox_rootfs_template, vm_cache, venv_bin):
+    bundle = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "uname -r; exit 7"])
+    root = tmp_path / "root"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_VM_CACHE": str(vm_cache)}
+    r = subprocess.run([str(venv_bin / "berth-runtime"), "--root", str(root), "run", "--bundle", str(bundle), "v1"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120)
+    host = subprocess.run(["uname", "-r"], capture_output=True, text=True).stdout.strip()
+    assert r.returncode == 7, r.stderr
+    assert r.stdout.strip() and r.stdout.strip() != host
+    assert "cloud-amd64" in r.stdout
+    assert not (root / "v1").exists()
+
+
+def test_ops_verbs_drive_a_detached_vm(tmp_path, busybox_rootfs_template, vm_cache):
+    root = tmp_path / "root"
+    bundle = make_bundle(tmp_path, busybox_rootfs_template, ["sleep", "300"])
+    out, err = open(tmp_path / "out", "w"), open(tmp_path / "err", "w")
+    code = ("from berth.runtime.vm import ops; import sys; "
+            f"ops.run({str(root)!r}, 'd1', {str(bundle)!r}, detach=True)")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_VM_CACHE": str(vm_cache)}
+    r = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=err, env=env, timeout=120)
+    try:
+        assert r.returncode == 0, (tmp_path / "err").read_text()
+        r = verb(root, f"__import__('berth.runtime.vm.ops').runtime.vm.ops.get_state({str(root)!r}, 'd1')", cache=vm_cache)
+        st = json.loads(r.stdout)
+        assert st["status"] == "running"
+        r = verb(root, f"__import__('berth.runtime.vm.ops').runtime.vm.ops.exec_process({str(root)!r}, 'd1', "
+                       "{'args': ['sh', '-c', 'exit 4'], 'cwd': '/', 'env': ['PATH=/bin']})", cache=vm_cache)
+        assert json.loads(r.stdout) == 4, r.stderr
+        assert verb(root, f"__import__('berth.runtime.vm.ops').runtime.vm.ops.kill({str(root)!r}, 'd1', 'TERM')",
+                    cache=vm_cache).returncode == 0
+        for _ in range(300):
+            if json.loads(verb(root, f"oci.state({str(root)!r}, 'd1')", cache=vm_cache).stdout)["status"] == "stopped":
+                break
+            time.sleep(0.1)
+        st = json.loads(verb(root, f"oci.state({str(root)!r}, 'd1')", cache=vm_cache).stdout)
+        assert st["status"] == "stopped" and st["exit_code"] == 143
+    finally:
+        verb(root, f"oci.delete({str(root)!r}, 'd1', force=True)", cache=vm_cache)
+    assert not (root / "d1").exists()

@@ -121,7 +121,7 @@ class VMInstance:
                         accel=accel_name, accel_reason=reason, kernel=str(k.path), initrd=str(initrd),
                         memory_mb=memory_mb, cpus=cpus, base_disk=str(base), read_only=read_only,
                         tap=tap, bundle=str(bundle) if bundle else None,
-                        annotations=dict(config.get("annotations") or {}))
+                        annotations=dict(config.get("annotations") or {}), config=config)
         try:
             if not read_only:
                 state.overlay = str(disk.create_overlay(base, state_dir / "overlay.qcow2"))
@@ -382,19 +382,24 @@ class VMInstance:
         if not args:
             raise ConfigError(f"exec in VM {self.state.id}: no command")
         uid, gid, gids = _user_spec(user)
+        spec = {"args": list(args),
+                "env": list(env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]),
+                "cwd": cwd, "uid": uid, "gid": gid, "gids": gids, "tty": tty}
+        return self.exec_spec(spec, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def exec_spec(self, spec: dict, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> int:
+        """``exec`` of an agent process spec (``guestconfig.process_spec`` of an OCI process)."""
         chan, lock = self._exec_channel()
         stream = random.randint(2, 2**31)
         try:
             sess = Session(chan, stream, stdout, stderr)
-            sess.send(ap.encode_json(ap.EXEC, stream, {
-                "args": list(args), "env": list(env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]),
-                "cwd": cwd, "uid": uid, "gid": gid, "gids": gids, "tty": tty}))
+            sess.send(ap.encode_json(ap.EXEC, stream, spec))
             sess.start(stdin)
             while not sess.done.wait(0.1):
                 if not self.state.qemu_alive():
                     break
             if sess.status is None:
-                raise RuntimeFailure(f"exec {args[0]} in VM {self.state.id}: the VM stopped")
+                raise RuntimeFailure(f"exec {spec['args'][0]} in VM {self.state.id}: the VM stopped")
             return sess.status
         finally:
             chan.close()

@@ -2,7 +2,7 @@
 
 ``python -m berth.runtime.vm.monitor STATE_DIR READY_FD`` (started detached by
 ``oci.create``) boots the VM, reports "ok" or the error on READY_FD, then blocks
-opening ``STATE_DIR/start.fifo`` for writing until ``oci.start`` opens it for reading
+opening ``STATE_DIR/exec.fifo`` for writing until ``oci.start`` opens it for reading
 (runc's exec.fifo), sends START, pumps the workload's stdio between its own fds
 0/1/2 (inherited from the ``create`` caller, as runc's container process inherits
 them) and the VM, records the exit status in the state file, and exits when the VM
@@ -32,10 +32,10 @@ def main(argv: list[str]) -> int:
         return 1
     os.write(ready_fd, b"ok")
     os.close(ready_fd)
-    with open(state_dir / "start.fifo", "wb"):
+    with open(state_dir / "exec.fifo", "wb"):
         pass  # returns once `start` opened the other end
     try:
-        os.unlink(state_dir / "start.fifo")
+        os.unlink(state_dir / "exec.fifo")
     except FileNotFoundError:
         pass
     tty = os.environ.get("BERTH_VM_TTY_FD")

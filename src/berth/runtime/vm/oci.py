@@ -9,10 +9,10 @@
     kill(root, id, sig)        SIGKILL ends the VM; other signals go to the workload
     delete(root, id, force)    remove everything
 
-The instance lives in ``<root>/.vm/<id>/`` (state.json, overlay, logs: apart from
-the container runtime's ``<root>/<id>/``, whose state has another shape; ids are
-unique across both); its sockets in ``/run/berth-vm/<hash>/``. ``is_vm(root, id)``
-tells the runtime CLI which backend owns an id. VM options come from annotations:
+The instance lives in ``<root>/<id>/`` like a container's (state.json with
+``"backend": "vm"`` plus the keys the runtime's generic status code reads: ``pid``,
+``startTime``, ``config``, ``cgroup``; ``exec.fifo`` while created); its sockets in
+``/run/berth-vm/<hash>/``. ``is_vm(root, id)`` tells which backend owns an id. VM options come from annotations:
 ``org.berth.vm.memory`` (MiB), ``org.berth.vm.cpus``, ``org.berth.vm.accel``,
 ``org.berth.vm.kernel``, ``org.berth.vm.tap``, ``org.berth.vm.mac``,
 ``org.berth.vm.boot-timeout`` (s); memory defaults to the bundle's memory limit.
@@ -32,7 +32,8 @@ from berth.errors import ConfigError, Conflict, NotFound, RuntimeFailure, UsageE
 from berth.runtime.vm.instance import VMInstance
 
 ISOLATION_ANNOTATION = "org.berth.isolation"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ID = re.compile(r"^[\w+.-]{1,1024}$", re.ASCII)  # runc's rule (and berth-runtime's)
+FIFO = "exec.fifo"
 
 
 def wants_vm(config: dict) -> bool:
@@ -41,19 +42,22 @@ def wants_vm(config: dict) -> bool:
 
 
 def _dir(root: Path, id: str) -> Path:
-    if not _ID.match(id):
-        raise UsageError(f"container id {id!r}: use letters, digits, '_', '.', '-' (at most 128)")
-    return Path(root) / ".vm" / id
+    if not _ID.match(id) or id in (".", ".."):
+        raise UsageError(f"container id {id!r}: use letters, digits, '_', '+', '.', '-'")
+    return Path(root) / id
 
 
 def is_vm(root: str | os.PathLike, id: str) -> bool:
     """True when ``id`` under ``root`` is a VM made by this module."""
-    return bool(_ID.match(id)) and (Path(root) / ".vm" / id / "state.json").is_file()
+    try:
+        return json.loads((_dir(Path(root), id) / "state.json").read_text()).get("backend") == "vm"
+    except (OSError, ValueError, UsageError):
+        return False
 
 
 def list_ids(root: str | os.PathLike) -> list[str]:
-    d = Path(root) / ".vm"
-    return sorted(p.name for p in d.iterdir() if (p / "state.json").is_file()) if d.is_dir() else []
+    d = Path(root)
+    return sorted(p.name for p in d.iterdir() if is_vm(d, p.name)) if d.is_dir() else []
 
 
 def _options(config: dict) -> dict:
@@ -102,7 +106,7 @@ def create(bundle: str | os.PathLike, id: str, root: str | os.PathLike, console_
     """
     bundle = Path(bundle).resolve()
     state_dir = _dir(Path(root), id)
-    if state_dir.exists() or (Path(root) / id).exists():
+    if state_dir.exists():
         raise Conflict(f"create {id}: a container with this id exists")
     config = _load_config(bundle, id)
     rootfs = bundle / ((config.get("root") or {}).get("path") or "rootfs")
@@ -119,7 +123,7 @@ def create(bundle: str | os.PathLike, id: str, root: str | os.PathLike, console_
             master, slave = os.openpty()
             pass_fds.append(slave)
             env["BERTH_VM_TTY_FD"] = str(slave)
-        os.mkfifo(state_dir / "start.fifo", 0o600)
+        os.mkfifo(state_dir / FIFO, 0o600)
         proc = subprocess.Popen([sys.executable, "-m", "berth.runtime.vm.monitor", str(state_dir), str(w)],
                                 pass_fds=pass_fds, start_new_session=True, env=env, close_fds=True)
         os.close(w)
@@ -151,7 +155,7 @@ def run(bundle: str | os.PathLike, id: str, root: str | os.PathLike) -> int:
     Similar to ``runc run`` (foreground); returns the workload's exit status."""
     bundle = Path(bundle).resolve()
     state_dir = _dir(Path(root), id)
-    if state_dir.exists() or (Path(root) / id).exists():
+    if state_dir.exists():
         raise Conflict(f"run {id}: a container with this id exists")
     config = _load_config(bundle, id)
     rootfs = bundle / ((config.get("root") or {}).get("path") or "rootfs")
@@ -173,7 +177,7 @@ def exec_(root: str | os.PathLike, id: str, args: list[str], env: list[str] | No
 def start(root: str | os.PathLike, id: str) -> None:
     """Run the workload of a created VM. Similar to ``runc start``."""
     vm = VMInstance.load(_dir(Path(root), id))
-    fifo = vm.state_dir / "start.fifo"
+    fifo = vm.state_dir / FIFO
     if vm.status() != "created" or not fifo.exists():
         raise Conflict(f"start {id}: it is {vm.status()}, not created")
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)

@@ -59,10 +59,14 @@ class VMState:
     error: str | None = None
     bundle: str | None = None
     annotations: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # the bundle's config.json
 
     def save(self, state_dir: Path) -> None:
+        # Also the keys berth-runtime's generic code reads for any backend: the owner
+        # (``backend``), the process to watch (``pid``/``startTime``: QEMU).
+        data = dict(asdict(self), backend="vm", pid=self.qemu_pid, startTime=self.qemu_start)
         tmp = state_dir / f".state.json.{os.getpid()}"
-        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, state_dir / "state.json")
 
     @classmethod
