@@ -1090,6 +1090,12 @@ static void event_loop(int sfd)
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			if (!mainport->connected || now.tv_sec > shutdown_deadline.tv_sec) power_off();
+		} else if (!mainport->connected) {
+			/* The owner (the process that booted us and holds the main port) is gone and
+			 * QEMU never reconnects that socket: nobody can collect the workload's output
+			 * or status, so the VM ends rather than run on as an orphan. */
+			logk("main port closed by the host: powering off");
+			power_off();
 		}
 	}
 }

@@ -305,3 +305,40 @@ def test_tap_attach_configures_guest_eth0(vms):
     assert "default via 10.213.7.1 dev eth0" in out
     assert "nameserver 10.213.7.1" in out
     assert "52:54:00:12:34:56" in out
+
+
+def test_vm_ends_when_its_owner_process_dies(vms, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    sd = tmp_path / "orphan"
+    code = f"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import oci_config
+from berth.runtime.vm.instance import VMInstance
+vm = VMInstance.create("orphan{os.getpid()}", oci_config(["sleep", "300"]), Path({str(vms.rootfs)!r}), Path({str(sd)!r}),
+                       cache_dir=Path({str(vms.cache)!r}))
+vm.start()
+print(vm.pid, flush=True)
+time.sleep(300)
+"""
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        qemu_pid = int(owner.stdout.readline())
+        vm = VMInstance.load(sd)
+        vms.vms.append(vm)
+        assert vm.state.qemu_alive()
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        for _ in range(300):
+            if not vm.state.qemu_alive():
+                break
+            time.sleep(0.1)
+        assert not vm.state.qemu_alive(), f"QEMU {qemu_pid} outlived its owner"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
