@@ -150,3 +150,26 @@ def test_ops_verbs_drive_a_detached_vm(tmp_path, busybox_rootfs_template, vm_cac
     finally:
         verb(root, f"oci.delete({str(root)!r}, 'd1', force=True)", cache=vm_cache)
     assert not (root / "d1").exists()
+
+
+def test_state_pid_is_a_process_that_exits_with_the_workloads_status(tmp_path, busybox_rootfs_template, vm_cache):
+    # What an engine's monitor (a subreaper, like conmon) relies on: reaping the state's
+    # pid yields the workload's exit status.
+    root = tmp_path / "root"
+    bundle = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "exit 9"])
+    code = f"""
+import os, sys
+from berth.runtime.vm import oci
+st = oci.create({str(bundle)!r}, "p1", {str(root)!r}, pid_file={str(tmp_path / "pid")!r})
+assert int(open({str(tmp_path / "pid")!r}).read()) == st["pid"] != st["qemu_pid"]
+oci.start({str(root)!r}, "p1")
+_, status = os.waitpid(st["pid"], 0)
+oci.delete({str(root)!r}, "p1")
+print(os.waitstatus_to_exitcode(status))
+"""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_VM_CACHE": str(vm_cache)}
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        r = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=err, env=env, timeout=120)
+    assert r.returncode == 0, (tmp_path / "err").read_text()
+    assert (tmp_path / "out").read_text().split()[-1] == "9"
+    assert not (root / "p1").exists()

@@ -554,6 +554,10 @@ class VMInstance:
 
     # ------------------------------------------------------------------ queries
 
+    def qemu_returncode(self) -> int | None:
+        """QEMU's exit status when this process owns it and it has ended (negative: signal)."""
+        return self._proc.returncode if self._proc is not None else None
+
     @property
     def pid(self) -> int:
         return self.state.qemu_pid

@@ -6,7 +6,11 @@ opening ``STATE_DIR/exec.fifo`` for writing until ``oci.start`` opens it for rea
 (runc's exec.fifo), sends START, pumps the workload's stdio between its own fds
 0/1/2 (inherited from the ``create`` caller, as runc's container process inherits
 them) and the VM, records the exit status in the state file, and exits when the VM
-has stopped. It holds the only connection to the main port and the console.
+has stopped, with the workload's exit status as its own (128+N when the VM was
+killed by signal N, 255 when the guest failed): the OCI state's ``pid`` is this
+process, so an engine's monitor that reaps it (as subreaper, like conmon) gets the
+workload's status as it would from a container's init. It holds the only
+connection to the main port and the console.
 """
 
 from __future__ import annotations
@@ -30,10 +34,16 @@ def main(argv: list[str]) -> int:
     except BerthError as e:
         os.write(ready_fd, f"error {e.exit_code} {e}".encode())
         return 1
-    os.write(ready_fd, b"ok")
+    os.write(ready_fd, f"ok {os.getpid()}".encode())
     os.close(ready_fd)
-    with open(state_dir / "exec.fifo", "wb"):
-        pass  # returns once `start` opened the other end
+    # Blocks until `start` has the reading end open; the byte tells it we are past
+    # the rendezvous (runc's exec.fifo protocol).
+    fd = os.open(state_dir / "exec.fifo", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, b"0")
+    except BrokenPipeError:  # `start` gave up waiting; starting is still what was asked
+        pass
+    os.close(fd)
     try:
         os.unlink(state_dir / "exec.fifo")
     except FileNotFoundError:
@@ -42,12 +52,12 @@ def main(argv: list[str]) -> int:
     stdin, stdout, stderr = (int(tty),) * 3 if tty else (0, 1, 2)
     vm.start(stdin=stdin, stdout=stdout, stderr=stderr)
     try:
-        vm.wait()
+        return vm.wait()
     except VMFailure as e:
         vm.state.error = str(e)
         vm.state.save(state_dir)
-        return 1
-    return 0
+        rc = vm.qemu_returncode()
+        return 128 - rc if rc is not None and rc < 0 else 255
 
 
 if __name__ == "__main__":

@@ -23,13 +23,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from berth.errors import ConfigError, Conflict, NotFound, RuntimeFailure, UsageError
 from berth.runtime.vm.instance import VMInstance
+from berth.runtime.vm.state import proc_start_time
 
 ISOLATION_ANNOTATION = "org.berth.isolation"
 _ID = re.compile(r"^[\w+.-]{1,1024}$", re.ASCII)  # runc's rule (and berth-runtime's)
@@ -131,7 +134,7 @@ def create(bundle: str | os.PathLike, id: str, root: str | os.PathLike, console_
         with os.fdopen(r, "rb") as f:
             r = -1
             msg = f.read().decode(errors="replace")
-        if msg != "ok":
+        if not msg.startswith("ok "):
             proc.wait()
             vm.delete(force=True)
             parts = msg.split(" ", 2)
@@ -144,9 +147,8 @@ def create(bundle: str | os.PathLike, id: str, root: str | os.PathLike, console_
         for fd in (r, w, master, slave):
             if fd >= 0:
                 os.close(fd)
-    vm = VMInstance.load(state_dir)
-    if pid_file:
-        Path(pid_file).write_text(str(vm.pid))
+    if pid_file:  # the monitor: it exits with the workload's status (see monitor.py)
+        Path(pid_file).write_text(msg.split()[1])
     return state(root, id)
 
 
@@ -180,18 +182,32 @@ def start(root: str | os.PathLike, id: str) -> None:
     fifo = vm.state_dir / FIFO
     if vm.status() != "created" or not fifo.exists():
         raise Conflict(f"start {id}: it is {vm.status()}, not created")
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    os.close(fd)  # the monitor's blocking open for writing has returned by now
+    # Non-blocking open (a dead monitor must not hang us), then wait for the byte the
+    # monitor writes once its blocking open for writing returned.
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r and os.read(fd, 1):
+                return
+            mon = vm.state.monitor
+            if not mon or proc_start_time(mon[0]) != mon[1] or time.monotonic() > deadline:
+                raise Conflict(f"start {id}: the VM's monitor is gone")
+    finally:
+        os.close(fd)
 
 
 def state(root: str | os.PathLike, id: str) -> dict:
-    """The runtime-spec state. ``pid`` is the QEMU process."""
+    """The runtime-spec state. ``pid`` is the VM's monitor (exits with the workload's
+    status); ``qemu_pid`` is QEMU."""
     vm = VMInstance.load(_dir(Path(root), id))
     st = vm.state
     status = vm.status()
     return {
         "ociVersion": "1.0.2", "id": st.id, "status": status if status != "creating" else "creating",
-        "pid": st.qemu_pid if status in ("created", "running") else 0,
+        "pid": (st.monitor[0] if st.monitor else st.qemu_pid) if status in ("created", "running") else 0,
+        "qemu_pid": st.qemu_pid if status in ("created", "running") else 0,
         "bundle": st.bundle or "", "annotations": st.annotations,
         "isolation": "vm", "accelerator": st.accel, "exit_code": st.exit_code,
     }

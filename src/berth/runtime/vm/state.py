@@ -63,8 +63,11 @@ class VMState:
 
     def save(self, state_dir: Path) -> None:
         # Also the keys berth-runtime's generic code reads for any backend: the owner
-        # (``backend``), the process to watch (``pid``/``startTime``: QEMU).
-        data = dict(asdict(self), backend="vm", pid=self.qemu_pid, startTime=self.qemu_start)
+        # (``backend``) and the process to watch (``pid``/``startTime``): the monitor when
+        # there is one (it exits with the workload's status, like a container's init),
+        # else QEMU.
+        pid, start = self.monitor if self.monitor else (self.qemu_pid, self.qemu_start)
+        data = dict(asdict(self), backend="vm", pid=pid, startTime=start)
         tmp = state_dir / f".state.json.{os.getpid()}"
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, state_dir / "state.json")
