@@ -36,7 +36,7 @@ from berth.runtime.vm import kernel as kmod
 from berth.runtime.vm.accel import choose, default_cache_dir, qemu_binary
 from berth.runtime.vm.console import ConsoleLog, tail
 from berth.runtime.vm.machine import Machine, Sockets
-from berth.runtime.vm.state import VMState, proc_start_time, sock_dir_for
+from berth.runtime.vm.state import VMState, now_rfc3339, proc_start_time, sock_dir_for
 from berth.runtime.vm.streams import Session
 
 # QEMU drops to an unprivileged uid:gid of its own (one per instance, like Firecracker's
@@ -117,7 +117,7 @@ class VMInstance:
         initrd = initramfs.ensure(k, cache_dir)
         base = disk.ensure_base(rootfs, cache_dir, image_key)
         state_dir.mkdir(parents=True, exist_ok=True)
-        state = VMState(id=id, created=time.time(), sock_dir=str(sock_dir_for(state_dir)),
+        state = VMState(id=id, created=now_rfc3339(), sock_dir=str(sock_dir_for(state_dir)),
                         accel=accel_name, accel_reason=reason, kernel=str(k.path), initrd=str(initrd),
                         memory_mb=memory_mb, cpus=cpus, base_disk=str(base), read_only=read_only,
                         tap=tap, bundle=str(bundle) if bundle else None,

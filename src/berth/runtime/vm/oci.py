@@ -209,7 +209,7 @@ def state(root: str | os.PathLike, id: str) -> dict:
         "pid": (st.monitor[0] if st.monitor else st.qemu_pid) if status in ("created", "running") else 0,
         "qemu_pid": st.qemu_pid if status in ("created", "running") else 0,
         "bundle": st.bundle or "", "annotations": st.annotations,
-        "isolation": "vm", "accelerator": st.accel, "exit_code": st.exit_code,
+        "created": st.created, "isolation": "vm", "accelerator": st.accel, "exit_code": st.exit_code,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,11 @@ SOCK_ROOT = Path("/run/berth-vm")
 def sock_dir_for(state_dir: Path) -> Path:
     """A short directory for the instance's unix sockets (sun_path holds 108 bytes)."""
     return SOCK_ROOT / hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
+
+
+def now_rfc3339() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -37,7 +43,7 @@ def proc_start_time(pid: int) -> int | None:
 class VMState:
     id: str
     status: str = "creating"  # creating | created | running | stopped
-    created: float = 0.0
+    created: str = ""  # RFC 3339, UTC, like the container runtime's
     qemu_pid: int = 0
     qemu_start: int = 0
     sock_dir: str = ""
