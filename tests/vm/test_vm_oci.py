@@ -173,3 +173,41 @@ print(os.waitstatus_to_exitcode(status))
     assert r.returncode == 0, (tmp_path / "err").read_text()
     assert (tmp_path / "out").read_text().split()[-1] == "9"
     assert not (root / "p1").exists()
+
+
+def test_terminal_bundle_hands_a_pty_to_the_console_socket(tmp_path, busybox_rootfs_template, vm_cache):
+    import os
+    import socket as so
+
+    root = tmp_path / "root"
+    bundle = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "tty; echo done"])
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    sock_path = tmp_path / "console.sock"
+    srv = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    srv.bind(str(sock_path))
+    srv.listen(1)
+    code = (f"from berth.runtime.vm import oci; oci.create({str(bundle)!r}, 't1', {str(root)!r}, "
+            f"console_socket={str(sock_path)!r}); oci.start({str(root)!r}, 't1')")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_VM_CACHE": str(vm_cache)}
+    with open(tmp_path / "err", "w") as err:
+        p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env)
+        try:
+            conn, _ = srv.accept()
+            _, fds, _, _ = so.recv_fds(conn, 100, 1)
+            assert p.wait(120) == 0, (tmp_path / "err").read_text()
+            got = b""
+            while b"done\r\n" not in got:
+                try:
+                    chunk = os.read(fds[0], 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            assert b"/dev/pts/0" in got and b"done\r\n" in got
+        finally:
+            if p.poll() is None:
+                p.kill()
+            verb(root, f"oci.delete({str(root)!r}, 't1', force=True)", cache=vm_cache)

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+import tty
 from pathlib import Path
 
 from berth.errors import ConfigError, Conflict, NotFound, RuntimeFailure, UsageError
@@ -123,7 +124,10 @@ def create(bundle: str | os.PathLike, id: str, root: str | os.PathLike, console_
     master = slave = -1
     try:
         if terminal:
+            # The guest has its own pty (the agent's): this host pair only carries
+            # bytes, so the host side is raw (no echo, no CR/LF translation twice).
             master, slave = os.openpty()
+            tty.setraw(slave)
             pass_fds.append(slave)
             env["BERTH_VM_TTY_FD"] = str(slave)
         os.mkfifo(state_dir / FIFO, 0o600)
