@@ -187,10 +187,14 @@ def test_virtiofs_volume_is_shared_and_read_only_volume_is_enforced(vms, tmp_pat
     assert not (ro / "x").exists()
 
 
-def test_read_only_root_refuses_writes_but_tmp_works(vms):
-    code, out, _ = vms.run(["sh", "-c", "touch /etc/x 2>/dev/null && echo WROTE; echo ok > /tmp/y && cat /tmp/y"],
-                           read_only=True)
-    assert (code, out) == (0, "ok\n")
+def test_read_only_root_refuses_writes_but_tmp_works_and_resources_apply(vms):
+    code, out, _ = vms.run(
+        ["sh", "-c", "touch /etc/x 2>/dev/null && echo WROTE; echo ok > /tmp/y && cat /tmp/y; nproc; "
+                     "grep MemTotal /proc/meminfo"],
+        read_only=True, cpus=2, memory_mb=192)
+    lines = out.splitlines()
+    assert code == 0 and lines[:2] == ["ok", "2"], out
+    assert 150 * 1024 < int(lines[2].split()[1]) <= 192 * 1024  # guest RAM minus the kernel's share
 
 
 def test_nothing_is_left_after_delete(vms):
