@@ -211,3 +211,8 @@ def test_terminal_bundle_hands_a_pty_to_the_console_socket(tmp_path, busybox_roo
             if p.poll() is None:
                 p.kill()
             verb(root, f"oci.delete({str(root)!r}, 't1', force=True)", cache=vm_cache)
+
+
+def test_guest_text_cannot_inject_terminal_escapes():
+    assert ap.printable("exec \x1b]0;pwned\x07 foo: No such file") == "exec ?]0;pwned? foo: No such file"
+    assert len(ap.printable("x" * 10000)) == 512

@@ -99,6 +99,13 @@ class Frame:
         return value if isinstance(value, dict) else {}
 
 
+def printable(text: object, limit: int = 512) -> str:
+    """Guest-supplied text made safe to print on the host: no control characters
+    (terminal escape injection), bounded length. The guest is untrusted."""
+    s = str(text)[:limit]
+    return "".join(c if c.isprintable() else "?" for c in s)
+
+
 def encode(type_: int, stream: int, payload: bytes = b"") -> bytes:
     """One frame; payloads above MAX_PAYLOAD must be split by the caller."""
     if len(payload) > MAX_PAYLOAD:

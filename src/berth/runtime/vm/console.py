@@ -76,4 +76,7 @@ def tail(path: Path, lines: int = 25) -> str:
     except OSError:
         return ""
     text = data.decode("utf-8", "replace").replace("\r", "")
-    return "\n".join(text.splitlines()[-lines:])
+    # The console is written by the guest: keep tabs, drop other control characters
+    # (escape sequences would reach the user's terminal inside an error message).
+    return "\n".join("".join(c if c.isprintable() or c == "\t" else "?" for c in line)
+                     for line in text.splitlines()[-lines:])

@@ -254,10 +254,10 @@ class VMInstance:
                 self._check_qemu(deadline, gone=True)
                 continue
             if frame.type == ap.READY:
-                st.guest_kernel = frame.json().get("kernel", "")
+                st.guest_kernel = ap.printable(frame.json().get("kernel", ""), 128)
                 break
             if frame.type == ap.ERROR:
-                raise VMFailure(f"set up guest of VM {st.id}: {frame.json().get('message', 'failed')}")
+                raise VMFailure(f"set up guest of VM {st.id}: {ap.printable(frame.json().get('message', 'failed'))}")
         conn.settimeout(None)
         self._main = Session(chan, ap.MAIN_STREAM, on_exit=self._on_main_exit)
         st.status = "created"

@@ -80,7 +80,9 @@ class Session:
                     _write(self.stderr, f.payload)
                 elif f.type == ap.ERROR:
                     self.error = f.json()
-                    _write(self.stderr, f"berth: {self.error.get('message', 'error')}\n".encode())
+                    msg = ap.printable(self.error.get("message", "error"))
+                    self.error["message"] = msg
+                    _write(self.stderr, f"berth: {msg}\n".encode())
                 elif f.type == ap.EXIT:
                     self.status = int(f.json().get("status", 125))
                     if self.on_exit:
