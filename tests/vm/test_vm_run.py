@@ -158,6 +158,11 @@ def test_exec_and_stop_from_another_handle(vms):
     assert code == 3
     assert eout.getvalue().decode().splitlines() == ["in-vm 65534 /etc", "piped"]
     assert other.exec(["true"]) == 0
+    outs = [io.BytesIO() for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:  # three exec ports at once
+        codes = list(pool.map(lambda i: other.exec(["sh", "-c", f"sleep 1; echo s{i}; exit {i}"], stdout=outs[i]),
+                              range(3)))
+    assert codes == [0, 1, 2] and [o.getvalue() for o in outs] == [b"s0\n", b"s1\n", b"s2\n"]
     assert other.stats()["memory"]["usage"] > 0
     other.pause()
     assert other.paused()
