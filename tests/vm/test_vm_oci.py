@@ -103,13 +103,6 @@ def test_initramfs_is_newc_with_agent_as_init(tmp_path):
     assert (out / "modules.list").read_text() == "core /lib/modules/virtio.ko\n"
 
 
-def _has_runtime_cli() -> bool:
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("berth.cli.runtime", "berth.runtime.backend"))
-
-
-@pytest.mark.skipif(not _has_runtime_cli(), reason="berth-runtime CLI not merged yet")
 def test_berth_runtime_runs_an_annotated_bundle_as_a_vm(tmp_path, busybox_rootfs_template, vm_cache, venv_bin):
     bundle = make_bundle(tmp_path, busybox_rootfs_template, ["sh", "-c", "uname -r; exit 7"])
     root = tmp_path / "root"
