@@ -554,12 +554,46 @@ static int setup_net(J *net, char *err, size_t errlen)
 	return 0;
 }
 
-static void write_file(const char *path, const char *content)
+/* Single files the host bind-mounts into a container (hostname, hosts, resolv.conf,
+ * small secrets) arrive by value: staged in the agent's own tmpfs (/run), then
+ * bind-mounted onto the target, read-only if asked. A snapshot, not a live share. */
+static int setup_files(J *files, char *err, size_t errlen)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0) return;
-	(void)!write(fd, content, strlen(content));
-	close(fd);
+	int i = 0;
+	for (J *f = files && files->t == J_ARR ? files->kid : NULL; f; f = f->next, i++) {
+		const char *target = jstr(f, "target", NULL), *hex = jstr(f, "hex", "");
+		if (!target || target[0] != '/' || strstr(target, "..")) {
+			snprintf(err, errlen, "bad file entry (target %s)", target ? target : "?");
+			return -1;
+		}
+		char stage[64], dst[512];
+		snprintf(stage, sizeof stage, "/run/berth-file.%d", i);
+		snprintf(dst, sizeof dst, NEWROOT "%s", target);
+		int fd = open(stage, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, jint(f, "mode", 0644));
+		if (fd < 0) { snprintf(err, errlen, "stage %s: %s", target, strerror(errno)); return -1; }
+		for (size_t k = 0; hex[k] && hex[k + 1]; k += 2) {
+			unsigned v;
+			char b;
+			if (sscanf(hex + k, "%2x", &v) != 1) break;
+			b = v;
+			(void)!write(fd, &b, 1);
+		}
+		close(fd);
+		if (access(dst, F_OK) != 0) {
+			char dir[512];
+			snprintf(dir, sizeof dir, "%s", dst);
+			*strrchr(dir, '/') = 0;
+			mkdirs(dir, 0755);
+			int t = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+			if (t >= 0) close(t);
+		}
+		if (mount(stage, dst, NULL, MS_BIND, NULL) < 0 ||
+		    (jint(f, "readonly", 0) && mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)) {
+			snprintf(err, errlen, "bind file on %s: %s", target, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int setup_guest(J *cfg, char *err, size_t errlen)
@@ -607,11 +641,7 @@ static int setup_guest(J *cfg, char *err, size_t errlen)
 	const char *hostname = jstr(cfg, "hostname", NULL);
 	if (hostname) sethostname(hostname, strlen(hostname));
 	if (setup_net(net, err, errlen)) return -1;
-	const char *resolv = jstr(cfg, "resolv_conf", NULL);
-	if (resolv && !ro) write_file(NEWROOT "/etc/resolv.conf", resolv);
-	const char *hosts = jstr(cfg, "hosts", NULL);
-	if (hosts && !ro) write_file(NEWROOT "/etc/hosts", hosts);
-	return 0;
+	return setup_files(jget(cfg, "files"), err, errlen);
 }
 
 /* ---------------------------------------------------------------- processes */

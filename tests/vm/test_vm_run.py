@@ -351,3 +351,26 @@ time.sleep(300)
         if owner.poll() is None:
             owner.kill()
             owner.wait()
+
+
+def test_file_bind_mounts_arrive_by_value_and_read_only_ones_stay_so(vms, tmp_path):
+    (tmp_path / "hn").write_text("from-engine\n")
+    (tmp_path / "secret").write_bytes(b"s3cr3t\x00\xff")
+    mounts = [{"destination": "/etc/hostname", "type": "bind", "source": str(tmp_path / "hn"), "options": ["rbind", "ro"]},
+              {"destination": "/run/secrets/key", "type": "bind", "source": str(tmp_path / "secret"), "options": ["bind"]}]
+    code, out, err = vms.run(
+        ["sh", "-c", "cat /etc/hostname; od -An -tx1 /run/secrets/key; echo x > /etc/hostname || echo RO"],
+        mounts=mounts)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "from-engine" and lines[1].split() == ["73", "33", "63", "72", "33", "74", "00", "ff"]
+    assert lines[-1] == "RO"
+
+
+def test_oversized_file_bind_is_refused_in_one_line(vms, tmp_path):
+    from berth.errors import ConfigError
+
+    (tmp_path / "big").write_bytes(b"x" * 100_000)
+    with pytest.raises(ConfigError) as exc:
+        vms.create(["true"], mounts=[{"destination": "/big", "type": "bind", "source": str(tmp_path / "big")}])
+    assert "share its directory instead" in str(exc.value) and "\n" not in str(exc.value)

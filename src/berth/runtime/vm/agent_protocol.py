@@ -31,8 +31,9 @@ Host to guest:
 =========  =====  ================================================================
 INIT       1      JSON guest set-up: ``root`` {device, fstype, readonly}, ``mounts``
                   [{tag, type, target, readonly}], ``net`` {ifname, address,
-                  prefixlen, gateway, mtu}, ``hostname``, ``resolv_conf``,
-                  ``hosts``, ``process`` (see EXEC). Main port only, once.
+                  prefixlen, gateway, mtu}, ``hostname``, ``files`` [{target,
+                  hex, mode, readonly}] (single files bound by value),
+                  ``process`` (see EXEC). Main port only, once.
 START      2      Run the workload (OCI create -> start). Main port only.
 STDIN      3      Bytes for the stream's stdin; an empty payload closes it.
 SIGNAL     4      JSON {"signal": N} to the stream's process (stream 1 from any port).

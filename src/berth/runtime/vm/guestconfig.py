@@ -4,8 +4,10 @@ Only what a guest can honour is taken: the process (args, env, cwd, numeric user
 terminal), the hostname, a read-only root, tmpfs mounts, and bind mounts of
 directories (which become virtiofs volumes). The kernel filesystems (/proc, /sys,
 /dev, /dev/pts, /dev/shm, /dev/mqueue) are the agent's own. Bind mounts of single
-files are understood for /etc/resolv.conf and /etc/hosts (their content is copied
-into the guest); any other file bind mount is refused rather than silently lost.
+files (the engine's /etc/hostname, /etc/hosts, /etc/resolv.conf, small secrets) are
+sent by value, up to MAX_FILE_BYTES each, and bind-mounted in the guest from the
+agent's tmpfs: a snapshot taken at create, not a live share. Larger files are
+refused with a clear error rather than silently lost.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from berth.errors import ConfigError
 from berth.runtime.vm.virtiofs import Volume
 
 AGENT_MOUNTS = {"/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys/fs/cgroup"}
-COPIED_FILES = {"/etc/resolv.conf": "resolv_conf", "/etc/hosts": "hosts"}
+MAX_FILE_BYTES = 8 * 1024  # hex-encoded in the INIT frame (64 KiB, shared with seccomp)
 
 
 def process_spec(process: dict) -> dict:
@@ -71,11 +73,11 @@ def seccomp_program(linux_seccomp: dict | None) -> bytes | None:
         filt.release()
 
 
-def split_mounts(config: dict) -> tuple[list[Volume], list[dict], dict]:
-    """OCI mounts -> (virtiofs volumes, tmpfs mounts, copied files)."""
+def split_mounts(config: dict) -> tuple[list[Volume], list[dict], list[dict]]:
+    """OCI mounts -> (virtiofs volumes, tmpfs mounts, files sent by value)."""
     volumes: list[Volume] = []
     tmpfs: list[dict] = []
-    files: dict[str, str] = {}
+    files: list[dict] = []
     for m in config.get("mounts") or []:
         dest = m.get("destination", "")
         opts = m.get("options") or []
@@ -88,10 +90,14 @@ def split_mounts(config: dict) -> tuple[list[Volume], list[dict], dict]:
             src = Path(m.get("source", ""))
             if src.is_dir():
                 volumes.append(Volume(src, dest, "ro" in opts))
-            elif dest in COPIED_FILES and src.is_file():
-                files[COPIED_FILES[dest]] = src.read_text(errors="replace")
+            elif src.is_file():
+                if src.stat().st_size > MAX_FILE_BYTES:
+                    raise ConfigError(f"VM config: file {src} on {dest} is over {MAX_FILE_BYTES} bytes; "
+                                      "share its directory instead")
+                files.append({"target": dest, "hex": src.read_bytes().hex(), "readonly": "ro" in opts,
+                              "mode": src.stat().st_mode & 0o777})
             else:
-                raise ConfigError(f"VM config: cannot share {src} on {dest} (only directories are shared into a VM)")
+                raise ConfigError(f"VM config: cannot share {src} on {dest}: not a directory or file")
             continue
         if m.get("type") in ("proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"):
             continue
@@ -100,7 +106,7 @@ def split_mounts(config: dict) -> tuple[list[Volume], list[dict], dict]:
 
 
 def init_message(config: dict, *, read_only: bool, volumes: list[Volume], tmpfs: list[dict],
-                 files: dict, net: dict | None) -> dict:
+                 files: list[dict], net: dict | None) -> dict:
     msg: dict = {
         "root": {"device": "/dev/vda", "fstype": "ext4", "readonly": read_only},
         "mounts": [
@@ -116,7 +122,9 @@ def init_message(config: dict, *, read_only: bool, volumes: list[Volume], tmpfs:
         msg["hostname"] = config["hostname"]
     if net:
         msg["net"] = {k: net[k] for k in ("ifname", "address", "prefixlen", "gateway", "mtu") if k in net}
-        if net.get("dns") and "resolv_conf" not in files:
-            files = dict(files, resolv_conf="".join(f"nameserver {d}\n" for d in net["dns"]))
-    msg.update(files)
+        if net.get("dns") and not any(f["target"] == "/etc/resolv.conf" for f in files):
+            conf = "".join(f"nameserver {d}\n" for d in net["dns"]).encode()
+            files = [*files, {"target": "/etc/resolv.conf", "hex": conf.hex(), "readonly": False, "mode": 0o644}]
+    if files:
+        msg["files"] = files
     return msg
