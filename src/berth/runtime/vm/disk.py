@@ -22,17 +22,23 @@ SLACK = 64 * 1024 * 1024
 
 
 def fingerprint(rootfs: Path) -> str:
-    """A digest of the tree's metadata, cheap enough to compute on every run."""
-    h = hashlib.sha256(str(rootfs.resolve()).encode())
+    """A digest of the tree's metadata, cheap enough to compute on every run.
+
+    Paths are relative to ``rootfs``: the same image mounted for two containers (an
+    engine's per-container overlay mount) has one fingerprint and one cached base.
+    """
+    h = hashlib.sha256(b"berth-rootfs-1")
+    top = str(rootfs)
     for dirpath, dirnames, filenames in os.walk(rootfs):
         dirnames.sort()
         for name in sorted(filenames) + dirnames:
             p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, top)
             try:
                 st = os.lstat(p)
             except FileNotFoundError:
                 continue
-            h.update(f"{p}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:32]
 
 

@@ -15,7 +15,10 @@ The instance lives in ``<root>/<id>/`` like a container's (state.json with
 ``/run/berth-vm/<hash>/``. ``is_vm(root, id)`` tells which backend owns an id. VM options come from annotations:
 ``org.berth.vm.memory`` (MiB), ``org.berth.vm.cpus``, ``org.berth.vm.accel``,
 ``org.berth.vm.kernel``, ``org.berth.vm.tap``, ``org.berth.vm.mac``,
-``org.berth.vm.boot-timeout`` (s); memory defaults to the bundle's memory limit.
+``org.berth.vm.boot-timeout`` (s), ``org.berth.vm.net`` (JSON: ifname, address,
+prefixlen, gateway, mtu, dns), ``org.berth.vm.image-key`` (cache key of the root
+disk, e.g. the image ID: saves fingerprinting the rootfs); memory defaults to the
+bundle's memory limit.
 """
 
 from __future__ import annotations
@@ -80,9 +83,18 @@ def _options(config: dict) -> dict:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"VM annotations: {e}") from None
     for key, name in (("org.berth.vm.accel", "accel"), ("org.berth.vm.kernel", "kernel"),
-                      ("org.berth.vm.tap", "tap"), ("org.berth.vm.mac", "mac")):
+                      ("org.berth.vm.tap", "tap"), ("org.berth.vm.mac", "mac"),
+                      ("org.berth.vm.image-key", "image_key")):
         if key in ann:
             opts[name] = ann[key]
+    if "org.berth.vm.net" in ann:
+        try:
+            net = json.loads(ann["org.berth.vm.net"])
+        except ValueError as e:
+            raise ConfigError(f"VM annotation org.berth.vm.net: {e}") from None
+        if not isinstance(net, dict):
+            raise ConfigError("VM annotation org.berth.vm.net: expected a JSON object")
+        opts["net"] = net
     return opts
 
 
