@@ -194,11 +194,14 @@ def test_virtiofs_volume_is_shared_and_read_only_volume_is_enforced(vms, tmp_pat
 
 def test_read_only_root_refuses_writes_but_tmp_works_and_resources_apply(vms):
     code, out, _ = vms.run(
-        ["sh", "-c", "touch /etc/x 2>/dev/null && echo WROTE; echo ok > /tmp/y && cat /tmp/y; nproc; "
+        ["sh", "-c", "touch /etc/x 2>/dev/null && echo WROTE; echo ok > /tmp/y && cat /tmp/y; "
+                     "cat /sys/devices/system/cpu/present; "
                      "grep MemTotal /proc/meminfo"],
         read_only=True, cpus=2, memory_mb=192)
     lines = out.splitlines()
-    assert code == 0 and lines[:2] == ["ok", "2"], out
+    # `present`, not online CPUs: under a loaded TCG host a secondary vCPU can miss the
+    # kernel's bring-up deadline, which says nothing about what QEMU was given.
+    assert code == 0 and lines[:2] == ["ok", "0-1"], out
     assert 150 * 1024 < int(lines[2].split()[1]) <= 192 * 1024  # guest RAM minus the kernel's share
 
 

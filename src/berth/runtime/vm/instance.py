@@ -524,7 +524,8 @@ class VMInstance:
         cg = confine.from_state(st.cgroup)
         if cg is not None:
             try:  # another handle may be tearing down the same instance: idempotent
-                cg.kill_all(_signal.SIGKILL)  # QEMU is gone by now; nothing else belongs here
+                if cg.pids():  # QEMU is normally gone by now; freezing an empty group costs time
+                    cg.kill_all(_signal.SIGKILL)
                 cg.destroy()
             except (BerthError, OSError):
                 pass
