@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from berth.errors import NotFound, UsageError
@@ -65,6 +64,8 @@ def _identity(kernel: Path, qemu: str) -> str:
 
 
 def _boot_under_kvm(kernel: Path, qemu: str) -> tuple[bool, str]:
+    import tempfile  # only on a probe (cache miss): keep it off the start-up path
+
     with tempfile.TemporaryDirectory(prefix="berth-kvm-probe-") as d:
         log = Path(d) / "console.log"
         argv = [qemu, "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "128",

@@ -11,12 +11,12 @@ is never written (QEMU opens the backing file read-only).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import subprocess
 from pathlib import Path
 
 from berth.errors import NotFound, RuntimeFailure
+from berth.runtime.vm._hash import sha256
 
 SLACK = 64 * 1024 * 1024
 
@@ -27,7 +27,7 @@ def fingerprint(rootfs: Path) -> str:
     Paths are relative to ``rootfs``: the same image mounted for two containers (an
     engine's per-container overlay mount) has one fingerprint and one cached base.
     """
-    h = hashlib.sha256(b"berth-rootfs-1")
+    h = sha256(b"berth-rootfs-1")
     top = str(rootfs)
     for dirpath, dirnames, filenames in os.walk(rootfs):
         dirnames.sort()

@@ -9,13 +9,13 @@ an upgraded kernel gets a new archive and nothing is rebuilt otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
 
 from berth.errors import NotFound
 from berth.paths import libexec
+from berth.runtime.vm._hash import sha256
 from berth.runtime.vm.kernel import SETUP_HINT, Kernel
 
 AGENT = "berth-agent"
@@ -76,9 +76,9 @@ def agent_path() -> Path:
 def ensure(kernel: Kernel, cache_dir: Path) -> Path:
     """Path of the cached initramfs for ``kernel``, building it on first use."""
     agent = agent_path()
-    h = hashlib.sha256()
+    h = sha256()
     agent_bytes = agent.read_bytes()
-    h.update(b"agent " + hashlib.sha256(agent_bytes).digest())
+    h.update(b"agent " + sha256(agent_bytes).digest())
     h.update(f"kernel {kernel.release}\n".encode())
     for group, m in kernel.modules:
         ms = m.stat()

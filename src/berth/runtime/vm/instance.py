@@ -17,22 +17,20 @@ directory to ``exec``, ``signal``, ``stop``, ``kill`` or ``delete``.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
-import random
 import shutil
 import signal as _signal
 import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from berth.errors import BerthError, ConfigError, Conflict, NotFound, RuntimeFailure
 from berth.runtime.vm import agent_protocol as ap
 from berth.runtime.vm import confine, disk, guestconfig, initramfs, virtiofs
 from berth.runtime.vm import kernel as kmod
+from berth.runtime.vm._hash import sha256
 from berth.runtime.vm.accel import choose, default_cache_dir, qemu_binary
 from berth.runtime.vm.console import ConsoleLog, tail
 from berth.runtime.vm.machine import Machine, Sockets
@@ -56,7 +54,7 @@ class BootTimeout(VMFailure):
     pass
 
 
-def _user_spec(user: Any) -> tuple[int, int, list[int]]:
+def _user_spec(user: object) -> tuple[int, int, list[int]]:
     if user is None:
         return 0, 0, []
     if isinstance(user, int):
@@ -155,7 +153,7 @@ class VMInstance:
         st = self.state
         extra = json.loads((self.state_dir / "machine.json").read_text())
         vols = json.loads((self.state_dir / "volumes.json").read_text())
-        h = int(hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:5], 16)
+        h = int(sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:5], 16)
         uid = RUNAS_BASE + h
         jail = self.state_dir / "jail"
         jail.mkdir(mode=0o555, exist_ok=True)
@@ -284,7 +282,7 @@ class VMInstance:
 
     # ------------------------------------------------------------------ run
 
-    def start(self, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> None:
+    def start(self, stdin: object = None, stdout: object = None, stderr: object = None) -> None:
         """Run the workload (booting first if needed). Similar to ``docker start``."""
         if self.state.status == "creating":
             self.boot()
@@ -349,14 +347,14 @@ class VMInstance:
         st.save(self.state_dir)
         return status
 
-    def run(self, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> int:
+    def run(self, stdin: object = None, stdout: object = None, stderr: object = None) -> int:
         """Boot, run the workload to its end and return its status (files are kept)."""
         self.start(stdin, stdout, stderr)
         return self.wait()
 
     # ------------------------------------------------------------------ exec and signals
 
-    def _exec_channel(self) -> tuple[ap.Channel, Any]:
+    def _exec_channel(self) -> tuple[ap.Channel, object]:
         if not self.state.qemu_alive() or self.state.status not in ("created", "running"):
             raise Conflict(f"exec in VM {self.state.id}: it is not running")
         for n in range(ap.EXEC_PORTS):
@@ -376,8 +374,8 @@ class VMInstance:
             return ap.Channel(s), lock
         raise Conflict(f"exec in VM {self.state.id}: all {ap.EXEC_PORTS} exec sessions are busy")
 
-    def exec(self, args: list[str], env: list[str] | None = None, cwd: str = "/", user: Any = None,
-             tty: bool = False, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> int:
+    def exec(self, args: list[str], env: list[str] | None = None, cwd: str = "/", user: object = None,
+             tty: bool = False, stdin: object = None, stdout: object = None, stderr: object = None) -> int:
         """Run another process in the running VM; returns its exit status. Like ``docker exec``."""
         if not args:
             raise ConfigError(f"exec in VM {self.state.id}: no command")
@@ -387,10 +385,10 @@ class VMInstance:
                 "cwd": cwd, "uid": uid, "gid": gid, "gids": gids, "tty": tty}
         return self.exec_spec(spec, stdin=stdin, stdout=stdout, stderr=stderr)
 
-    def exec_spec(self, spec: dict, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> int:
+    def exec_spec(self, spec: dict, stdin: object = None, stdout: object = None, stderr: object = None) -> int:
         """``exec`` of an agent process spec (``guestconfig.process_spec`` of an OCI process)."""
         chan, lock = self._exec_channel()
-        stream = random.randint(2, 2**31)
+        stream = 2 + int.from_bytes(os.urandom(4), "big") % (2**31 - 2)
         try:
             sess = Session(chan, stream, stdout, stderr)
             sess.send(ap.encode_json(ap.EXEC, stream, spec))
@@ -451,7 +449,7 @@ class VMInstance:
 
     # ------------------------------------------------------------------ teardown
 
-    def qmp(self, command: str, **args: Any) -> Any:
+    def qmp(self, command: str, **args: object) -> object:
         """One QMP command over the instance's monitor socket (any process may call it).
 
         Raises:

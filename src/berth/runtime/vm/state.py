@@ -7,19 +7,20 @@ helper pids, what was booted, and the exit status once the owner saw it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from berth.runtime.vm._hash import sha256
+
 SOCK_ROOT = Path("/run/berth-vm")
 
 
 def sock_dir_for(state_dir: Path) -> Path:
     """A short directory for the instance's unix sockets (sun_path holds 108 bytes)."""
-    return SOCK_ROOT / hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
+    return SOCK_ROOT / sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
 
 
 def now_rfc3339() -> str:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
 
 from berth.runtime.vm import agent_protocol as ap
 
 
-def _write(sink: Any, data: bytes) -> None:
+def _write(sink: object, data: bytes) -> None:
     if sink is None:
         return
     if isinstance(sink, int):
@@ -30,7 +29,7 @@ def _write(sink: Any, data: bytes) -> None:
 class Session:
     """Pumps one stream: a reader thread for the agent's frames, a writer for stdin."""
 
-    def __init__(self, chan: ap.Channel, stream: int, stdout: Any = None, stderr: Any = None,
+    def __init__(self, chan: ap.Channel, stream: int, stdout: object = None, stderr: object = None,
                  on_exit=None):
         self.chan = chan
         self.stream = stream
@@ -47,11 +46,11 @@ class Session:
         with self._send_lock:
             self.chan.send(data)
 
-    def start(self, stdin: Any = None) -> None:
+    def start(self, stdin: object = None) -> None:
         self._reader.start()
         threading.Thread(target=self._feed, args=(stdin,), name="vm-stdin", daemon=True).start()
 
-    def _feed(self, stdin: Any) -> None:
+    def _feed(self, stdin: object) -> None:
         try:
             if isinstance(stdin, bytes | bytearray):
                 self.send(ap.encode_data(ap.STDIN, self.stream, bytes(stdin)))
