@@ -347,7 +347,7 @@ static void refresh_connected(void)
 /* Find the ports by name; devtmpfs creates /dev/vportNpM asynchronously, so retry. */
 static void open_ports(void)
 {
-	for (int tries = 0; tries < 500; tries++) {
+	for (int tries = 0; tries < 2500; tries++) {
 		DIR *d = opendir("/sys/class/virtio-ports");
 		int found_main = 0;
 		nports = 0;
@@ -385,7 +385,7 @@ static void open_ports(void)
 			return;
 		}
 		for (int i = 0; i < nports; i++) close(ports[i].fd);
-		usleep(10000);
+		usleep(2000);
 	}
 	die_reboot("no org.berth.main virtio-serial port");
 }
@@ -470,9 +470,9 @@ static void load_modules(const char *group)
 
 static int wait_path(const char *path, int ms)
 {
-	for (int i = 0; i < ms / 10; i++) {
+	for (int i = 0; i < ms / 2; i++) {
 		if (access(path, F_OK) == 0) return 0;
-		usleep(10000);
+		usleep(2000);
 	}
 	return access(path, F_OK);
 }
