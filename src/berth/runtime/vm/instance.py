@@ -524,6 +524,9 @@ class VMInstance:
             try:  # another handle may be tearing down the same instance: idempotent
                 if cg.pids():  # QEMU is normally gone by now; freezing an empty group costs time
                     cg.kill_all(_signal.SIGKILL)
+            except (BerthError, OSError):
+                pass
+            try:  # even when the kill failed: an empty group must not be left behind
                 cg.destroy()
             except (BerthError, OSError):
                 pass
