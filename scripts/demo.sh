@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# berth's main job on its built-in default image. Replaced as the engine and
-# compare land: for now berth-runtime runs a busybox bundle.
+# berth's main job on its built-in busybox image: a service with a published
+# port on 127.0.0.1, curl'd from the host, ps/logs/exec/stats, then clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec .venv/bin/python -m berth.demo

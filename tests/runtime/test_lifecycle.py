@@ -344,3 +344,32 @@ def test_detached_run_keeps_running(rt, bundle):
     r = rt("run", "-d", "--bundle", str(bundle.path), cid, stdout=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
     assert rt.state(cid)["status"] == "running"
+
+
+def test_namespace_path_joins_an_existing_namespace(rt, bundle, busybox_rootfs_template, tmp_path):
+    import shutil
+
+    from rt_helpers import Bundle
+
+    bundle.set(["/bin/sleep", "600"])
+    a = rt.new_id()
+    rt.create(bundle, a, check=True)
+    rt("start", a, check=True)
+    pid = rt.state(a)["pid"]
+    other = Bundle(tmp_path / "other")
+    other.path.mkdir()
+    shutil.copytree(busybox_rootfs_template, other.rootfs, symlinks=True)
+    cfg = bundle.config
+    for ns in cfg["linux"]["namespaces"]:
+        if ns["type"] in ("network", "ipc"):
+            ns["path"] = f"/proc/{pid}/ns/{'net' if ns['type'] == 'network' else 'ipc'}"
+    cfg["process"]["args"] = ["/bin/sh", "-c", "for n in net ipc uts; do readlink /proc/self/ns/$n; done"]
+    other.write(cfg)
+    r = rt("run", "--bundle", str(other.path), rt.new_id())
+    assert r.returncode == 0, r.stderr
+    net, ipc, uts = r.stdout.split()
+    assert net == os.readlink(f"/proc/{pid}/ns/net") and ipc == os.readlink(f"/proc/{pid}/ns/ipc")
+    assert uts != os.readlink(f"/proc/{pid}/ns/uts")  # not listed with a path: a new one
+    cfg["linux"]["namespaces"][0]["path"] = "/proc/999999999/ns/pid"
+    other.write(cfg)
+    assert "namespace" in one_line_error(rt("run", "--bundle", str(other.path), rt.new_id()))

@@ -81,14 +81,19 @@ def proxy(sock_fd: int) -> None:
         s.close()
     saved = None
     if os.isatty(0):
+        import _signal
         import tty
 
+        def copy_size(*_):
+            try:
+                fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))
+            except OSError:
+                pass
+
         saved = termios.tcgetattr(0)
-        try:
-            size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
-            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-        except OSError:
-            pass
+        copy_size()
+        # our terminal resized -> the container's (the kernel then signals its foreground group)
+        _signal.signal(_signal.SIGWINCH, copy_size)
         tty.setraw(0)
     inputs = [master, 0]
     try:

@@ -228,6 +228,18 @@ def _user(user: dict, userns: bool) -> None:
         raise RuntimeFailure(f"set user {uid}:{gid}: {e.strerror}") from None
 
 
+def drop_privileges(proc: dict, userns: bool) -> None:
+    """Become process.user with process.capabilities, in capabilities(7)'s order:
+    bounding set first (needs CAP_SETPCAP), KEEPCAPS so setuid() keeps the
+    permitted set, groups then gid then uid, capset, then ambient."""
+    m = caps.masks(proc.get("capabilities"))
+    caps.drop_bounding(m["bounding"])
+    caps.keep_across_setuid(True)
+    _user(proc["user"], userns)
+    caps.keep_across_setuid(False)
+    caps.apply_sets(m)
+
+
 def _setgroups_denied() -> bool:
     try:
         with open("/proc/self/setgroups") as f:
@@ -323,12 +335,7 @@ def _finalize(spec: Spec, proc: dict, sync_w: int, reply_r: int, fifo_fd: int | 
         _proc.set_no_new_privs()
     else:
         _seccomp(spec)  # needs CAP_SYS_ADMIN without no_new_privs: load before dropping
-    m = caps.masks(proc.get("capabilities"))
-    caps.drop_bounding(m["bounding"])
-    caps.keep_across_setuid(True)
-    _user(proc["user"], spec.userns)
-    caps.keep_across_setuid(False)
-    caps.apply_sets(m)
+    drop_privileges(proc, spec.userns)
     os.umask(proc["user"].get("umask", 0o022))
     _chdir(proc["cwd"])
     env = _environ(proc)
