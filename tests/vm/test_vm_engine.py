@@ -1,0 +1,54 @@
+"""`berth run --isolation vm` end to end: engine -> berth-monitor -> berth-runtime -> this backend."""
+
+import json
+import os
+import platform
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture
+def engine(tmp_path, vm_cache, venv_bin):
+    root = tmp_path / "engine"
+    env = dict(os.environ, BERTH_VM_CACHE=str(vm_cache), BERTH_RUNTIME=str(venv_bin / "berth-runtime"))
+
+    def berth(*args, timeout=120):
+        return subprocess.run([str(venv_bin / "berth"), "--root", str(root), *args], capture_output=True,
+                              text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    assert berth("image", "bootstrap", "busybox").returncode == 0
+    yield berth
+    for cid in berth("ps", "-a", "-q", "--no-trunc").stdout.split():
+        berth("rm", "-f", cid)
+    berth("system", "prune", "--volumes")
+    for p in (root / "containers").glob("*/rootfs"):
+        subprocess.run(["umount", "-l", str(p)], capture_output=True)
+
+
+def test_engine_run_exec_stop_rm_of_a_vm(engine):
+    r = engine("run", "--rm", "--isolation", "vm", "busybox", "sh", "-c", "uname -r; exit 7")
+    assert r.returncode == 7, r.stderr
+    assert r.stdout.strip() and r.stdout.strip() != platform.release()
+
+    name = f"vmt{os.getpid()}"
+    r = engine("run", "-d", "--isolation", "vm", "--name", name, "busybox", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    r = engine("exec", name, "sh", "-c", "echo in-guest $(uname -r); exit 3")
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.startswith("in-guest ") and platform.release() not in r.stdout
+    info = json.loads(engine("inspect", name).stdout)[0]
+    assert info["State"]["Running"]
+    cid = info["Id"]
+
+    def qemus():
+        ps = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True).stdout
+        return [line for line in ps.splitlines() if cid in line]
+
+    assert len(qemus()) == 1  # the VM's QEMU runs, named by the container's state directory
+    assert engine("stop", "-t", "5", name).returncode == 0
+    assert not json.loads(engine("inspect", name).stdout)[0]["State"]["Running"]
+    assert engine("rm", name).returncode == 0
+    assert qemus() == []
