@@ -52,3 +52,40 @@ def test_engine_run_exec_stop_rm_of_a_vm(engine):
     assert not json.loads(engine("inspect", name).stdout)[0]["State"]["Running"]
     assert engine("rm", name).returncode == 0
     assert qemus() == []
+
+
+@pytest.mark.net
+def test_vm_reaches_a_container_by_name_on_a_user_network_and_publishes_a_port(engine):
+    import time
+    import urllib.request
+
+    net, c, v = f"vmn{os.getpid()}", f"web{os.getpid()}", f"vweb{os.getpid()}"
+    assert engine("network", "create", net).returncode == 0
+    try:
+        r = engine("run", "-d", "--name", c, "--network", net, "busybox", "httpd", "-f", "-p", "8080", "-h", "/etc")
+        assert r.returncode == 0, r.stderr
+        # A VM on the same bridge network: the engine's tap, address and /etc/hosts reach the guest.
+        r = engine("run", "--rm", "--isolation", "vm", "--network", net, "busybox",
+                   "sh", "-c", f"wget -q -O - http://{c}:8080/hostname")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == json.loads(engine("inspect", c).stdout)[0]["Id"][:12]
+        # -p publishes a VM's port as it does a container's (loopback only).
+        port = 20000 + os.getpid() % 20000
+        r = engine("run", "-d", "--name", v, "--isolation", "vm", "-p", f"127.0.0.1:{port}:8080",
+                   "busybox", "httpd", "-f", "-p", "8080", "-h", "/etc")
+        assert r.returncode == 0, r.stderr
+        vid = json.loads(engine("inspect", v).stdout)[0]["Id"][:12]
+        body, err = None, None
+        for _ in range(60):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=2).read().decode()
+                break
+            except OSError as e:
+                err = e
+                time.sleep(0.5)
+        assert body is not None, err
+        assert body.strip() == vid
+    finally:
+        engine("rm", "-f", c)
+        engine("rm", "-f", v)
+        engine("network", "rm", net)
