@@ -54,6 +54,9 @@ def public_state(root: str, st: dict) -> dict:
                           st.get("bundle", ""), cfg.get("annotations"), **extra)
 
 
+SECCOMP_CACHE = ".seccomp"  # compiled programs under the runtime root
+
+
 def _seccomp_program(cfg: dict, root: str) -> bytes | None:
     """The container's compiled seccomp program, from the cache under ROOT/.seccomp.
 
@@ -64,12 +67,11 @@ def _seccomp_program(cfg: dict, root: str) -> bytes | None:
     sc = cfg["linux"].get("seccomp")
     if not sc:
         return None
-    from berth.runtime.container import filtercache
+    from berth.runtime.container import seccomp
 
-    prog = filtercache.program(sc, root)  # compiling validates; a cached one was valid
+    # compiling validates; a cached program was valid when it was compiled
+    prog = seccomp.program(sc, os.path.join(root, SECCOMP_CACHE))
     if prog is None:
-        from berth.runtime.container import seccomp
-
         seccomp.validate(sc)  # one line naming the field, before any state exists
     return prog
 
