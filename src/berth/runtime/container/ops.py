@@ -101,12 +101,14 @@ def _namespace_plan(spec, cfg: dict) -> None:
 def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
            preserve_fds: int = 0, cfg: dict | None = None, rootfs: str | None = None,
-           _run: bool = False, _console_fd: int | None = None):
+           _run: bool = False, _console_fd: int | None = None, _durable: bool = True):
     """Create container ``cid`` from ``bundle``: set up, then wait for start.
 
     With ``_run`` (used by run) the init waits on a pipe instead of the FIFO,
     we become subreaper (to wait for it), and the launched child is returned
-    so the caller can start it in-process.
+    so the caller can start it in-process. ``_durable=False`` (run in the
+    foreground) skips the fdatasync of the state: the record lives only as long
+    as this process, and a crash leaves it to ``delete --force`` either way.
 
     Raises:
         NotFound, ConfigError: bad bundle; Conflict: the ID exists;
@@ -176,7 +178,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
             st["pid"] = pid
             st["startTime"] = state.start_time(pid)
             st.pop("creator", None)
-            state.write(d, st)
+            state.write(d, st, durable=_durable)
 
         trace.mark("fork P1")
         child = process.launch(spec, cg, on_hooks, on_pid)
@@ -342,6 +344,10 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         _signal_init(st, 9)
         _wait_gone(st)
     _cleanup(os.path.join(root, cid), cg)
+    _poststop(cid, st)
+
+
+def _poststop(cid: str, st: dict) -> None:
     pst = (st.get("config") or {}).get("hooks", {}).get("poststop")
     if pst:
         from berth.runtime.container import hooks
@@ -464,7 +470,7 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
         ours, theirs = console.socket_pair()
     try:
         child, st, d = create(root, cid, bundle, pid_file, console_socket, no_pivot, preserve_fds,
-                              cfg, rootfs, _run=True, _console_fd=theirs)
+                              cfg, rootfs, _run=True, _console_fd=theirs, _durable=detach)
     except BaseException:
         if ours is not None:
             _close_quietly(ours)
@@ -499,7 +505,10 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
                 os.write(2, f"berth-runtime: container {cid} was killed: out of memory\n".encode())
         except OSError:
             pass
-    delete(root, cid, force=True)
+    # What delete --force would do, without reading back the state we hold:
+    # the init is reaped, so only the cgroup (and any stragglers) remain.
+    _cleanup(d, cg)
+    _poststop(cid, st)
     trace.mark("deleted")
     return code
 
