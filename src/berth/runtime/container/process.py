@@ -83,7 +83,11 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
         if direct:
             child.pid = _fork_init(spec, sync_r, sync_w, reply_r, reply_w)
         else:
-            p1 = _fork(_p1, spec, sync_r, sync_w, reply_r, reply_w)
+            p1 = os.fork()
+            if p1 == 0:
+                os.close(sync_r)
+                os.close(reply_w)
+                _p1(spec, sync_w, reply_r)
     except BaseException:
         child.close()
         raise
@@ -143,16 +147,6 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
         raise
 
 
-def _fork(body, spec: init.Spec, sync_r: int, sync_w: int, reply_r: int, reply_w: int) -> int:
-    """Fork a child running ``body`` (which never returns) with its pipe ends."""
-    pid = os.fork()
-    if pid == 0:
-        os.close(sync_r)
-        os.close(reply_w)
-        body(spec, sync_w, reply_r)
-    return pid
-
-
 def _fork_init(spec: init.Spec, sync_r: int, sync_w: int, reply_r: int, reply_w: int) -> int:
     """Fork P2 from P0 directly; its pid. unshare(CLONE_NEWPID) changes only
     the namespace of the caller's next children, so P0 unshares it, forks,
@@ -166,7 +160,11 @@ def _fork_init(spec: init.Spec, sync_r: int, sync_w: int, reply_r: int, reply_w:
         if pidns:
             _ns.unshare(_ns.CLONE_NEWPID)
         trace.mark("fork P2")
-        pid = _fork(_p2, spec, sync_r, sync_w, reply_r, reply_w)
+        pid = os.fork()
+        if pid == 0:
+            os.close(sync_r)
+            os.close(reply_w)
+            _p2(spec, sync_w, reply_r)
         if pidns:
             _ns.setns(own, _ns.CLONE_NEWPID, "pid namespace of berth-runtime")
     except BaseException:
