@@ -250,23 +250,6 @@ def test_hooks_get_state_on_stdin_in_order(rt, bundle, tmp_path):
             assert st["pid"] > 0
 
 
-def test_runtime_hooks_run_in_the_hosts_pid_namespace(rt, bundle, tmp_path):
-    """P0 forks the init itself after unshare(CLONE_NEWPID) (no user namespace):
-    it must go back to its own pid namespace, or every later child of the
-    runtime (prestart, poststart, poststop hooks) would run in the container's."""
-    log = tmp_path / "pidns.log"
-    script = tmp_path / "pidns-hook.sh"
-    script.write_text(f"#!/bin/sh\necho \"$1 $(readlink /proc/self/ns/pid)\" >> {log}\n")
-    script.chmod(0o755)
-    bundle.set(["/bin/true"], edit=lambda c: c.__setitem__("hooks", {
-        n: [{"path": str(script), "args": ["hook.sh", n]}] for n in ("prestart", "poststart", "poststop")}))
-    r = rt("run", "--bundle", str(bundle.path), rt.new_id())
-    assert r.returncode == 0, r.stderr
-    ours = os.readlink("/proc/self/ns/pid")
-    seen = dict(line.split(" ", 1) for line in log.read_text().splitlines())
-    assert seen == {n: ours for n in ("prestart", "poststart", "poststop")}
-
-
 def test_container_hooks_run_inside_the_container(rt, bundle, tmp_path):
     """createContainer runs in the container's namespaces before pivot_root (path
     on the host); startContainer after it, path and effects inside the rootfs."""
