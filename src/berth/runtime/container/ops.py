@@ -227,7 +227,11 @@ def _kill_quietly(pid: int) -> None:
 def _cleanup(d: str, cg) -> None:
     if cg is not None:
         try:
-            cg.kill_all(9)
+            # kill_all lists the same cgroup.procs, under a freeze (several
+            # writes and reads): skip it when nothing is left, as after run
+            # reaped an init whose pid namespace took its other tasks along.
+            if cg.pids():
+                cg.kill_all(9)
         except (OSError, BerthError):
             pass
         try:
