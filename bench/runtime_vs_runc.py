@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """berth-runtime vs runc on the same busybox bundle (a benchmark, not a test).
 
-1. ``run`` of /bin/true, N times each, interleaved (berth, runc, berth, ...)
-   so that load from other work on the machine hits both alike; then N times
+1. ``run`` of /bin/true, N times each, interleaved (berth, runc, runc, berth,
+   ...: the order alternates) so that load from other work on the machine
+   hits both alike and neither always runs second; then N times
    each back to back (as checks/02-runtime does); medians and ratios.
 2. Start of 50 detached containers (create + start of ``sleep``), then their
    deletion, both ways; total wall time of each phase.
@@ -114,8 +115,12 @@ def main() -> int:
         roots = {"berth-runtime": [BERTH, "--root", os.path.join(tmp, "berth")],
                  "runc": ["runc", "--root", os.path.join(tmp, "runc")]}
         times: dict[str, list[float]] = {k: [] for k in roots}
+        names = list(roots)
         for i in range(a.n + 3):
-            for name, base in roots.items():
+            # ABBA: the order alternates, since the second of a pair runs
+            # while the first one's teardown (netns, cgroup) is still going
+            for name in names if i % 2 == 0 else names[::-1]:
+                base = roots[name]
                 dt = timed(base + ["run", "--bundle", b, f"b{os.getpid()}-{i}"])
                 if i >= 3:
                     times[name].append(dt)
