@@ -390,3 +390,22 @@ def test_namespace_path_joins_an_existing_namespace(rt, bundle, busybox_rootfs_t
     cfg["linux"]["namespaces"][0]["path"] = "/proc/999999999/ns/pid"
     other.write(cfg)
     assert "namespace" in one_line_error(rt("run", "--bundle", str(other.path), rt.new_id()))
+
+
+def test_created_init_is_not_a_child_of_the_caller(bundle, tmp_path):
+    """create (in-process, as a Python program would call it) leaves the init
+    reparented away from the caller: were it our child, it would stay a
+    zombie after exiting, and a zombie's pid and start time look alive."""
+    from berth.runtime.container import ops, state
+
+    root = str(tmp_path / "state")
+    cid = f"t-{os.getpid()}-inproc"
+    bundle.set(["/bin/true"])
+    ops.create(root, cid, str(bundle.path))
+    try:
+        pid = state.read(root, cid)["pid"]
+        assert pid > 0
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    finally:
+        ops.delete(root, cid, force=True)

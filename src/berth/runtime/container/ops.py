@@ -165,6 +165,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
             # The init is P1's child; as subreaper we inherit it when P1
             # exits, so we can wait for it and collect its exit status.
             _proc.set_child_subreaper()
+            spec.reap_init = True
 
         def on_hooks(pid: int) -> str:
             from berth.runtime.container import hooks

@@ -1,8 +1,8 @@
 """P0 and P1: fork the container's processes and drive them through set-up.
 
-P0 (the CLI) forks P1 when there is a user namespace to create or namespaces
-to join (otherwise P0 forks P2 directly: _fork_init). P1 joins the namespaces given by path, unshares a user
-namespace first (P0 then writes uid_map/gid_map from outside, as an
+P0 (the CLI) forks P1 (for run without a user namespace to create or
+namespaces to join, P0 forks P2 itself instead: _fork_init). P1 joins the
+namespaces given by path, unshares a user namespace first (P0 then writes uid_map/gid_map from outside, as an
 unprivileged process cannot map itself), then the other namespaces including
 the pid namespace but not the cgroup one, and forks P2, the container's PID 1.
 P1 reports P2's pid and exits. P0 places P2 in the cgroup and says so ("G");
@@ -75,8 +75,11 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
     sync_r, sync_w = os.pipe()
     reply_r, reply_w = os.pipe()
     # Without a user namespace or namespaces to join, P1 has nothing to do
-    # that P0 cannot: P0 forks the init itself (one fork and exit less).
-    direct = not spec.new_user and not spec.join
+    # that P0 cannot: P0 forks the init itself (one fork and exit less). Only
+    # for run, where P0 is subreaper and reaps the init anyway: after create,
+    # the init must not be the caller's child (a caller living on, such as a
+    # Python program, would keep it a zombie that still looks alive).
+    direct = spec.reap_init and not spec.new_user and not spec.join
     p1 = 0
     child = Child(0, channel.Reader(sync_r), reply_w)
     try:
