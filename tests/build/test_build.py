@@ -1,22 +1,21 @@
 """berth build end to end: a real store, overlayfs steps, RUN through an OCI runtime.
 
-RUN steps use runc (runc-compatible CLI, installed) until berth-runtime runs
-bundles; set BERTH_BUILD_RUNTIME to try another runtime.
+RUN steps run through berth-runtime (the venv's); set BERTH_BUILD_RUNTIME to
+try another runc-compatible runtime (e.g. runc).
 """
 
 import json
 import os
 import subprocess
+import sys
 import tarfile
 
 import pytest
 
-store_mod = pytest.importorskip(
-    "berth.image.store", reason="the image store (branch images) is not merged yet"
-)
-from berth.image.rootfs import mount_rootfs, unmount_rootfs  # noqa: E402
+import berth.image.store as store_mod
+from berth.image.rootfs import mount_rootfs, unmount_rootfs
 
-RUNTIME = os.environ.get("BERTH_BUILD_RUNTIME", "runc")
+RUNTIME = os.environ.get("BERTH_BUILD_RUNTIME") or os.path.join(os.path.dirname(sys.executable), "berth-runtime")
 
 MULTI = """\
 # syntax=docker/dockerfile:1
