@@ -182,7 +182,8 @@ def cmd_create(argv, client, prog) -> int:
 def cmd_run(argv, client, prog) -> int:
     a = _create_parser(prog, run=True).parse_args(argv)
     opts = _options(a)
-    if a.tty and not a.detach and not sys.stdin.isatty():
+    # docker refuses -t only with -i: without stdin the pty is output-only
+    if a.tty and a.interactive and not a.detach and not sys.stdin.isatty():
         raise UsageError("run -t: the input device is not a TTY")
     eng = client.engine
     rec, warnings = eng.create(opts)
@@ -336,8 +337,8 @@ def status_text(rec, rs, cdir=None) -> str:
         try:
             health = json.loads((cdir / "health.json").read_text()).get("Status", "starting")
         except (OSError, ValueError):
-            health = "health: starting"
-        text += f" ({health})"
+            health = "starting"
+        text += " (health: starting)" if health == "starting" else f" ({health})"
     return text
 
 
@@ -356,7 +357,7 @@ def _status_text(rec, rs) -> str:
     if rs.status == "paused":
         return f"Up {ago(rs.started_at)} (Paused)"
     if rs.status == "restarting":
-        return f"Restarting ({rs.exit_code}) {ago(rs.finished_at) if rs.finished_at else ''} ago".replace("  ", " ")
+        return f"Restarting ({rs.exit_code}) {ago(rs.finished_at) if rs.finished_at else 'Less than a second'} ago"
     if rs.status == "exited":
         if rs.exit_code == -1:
             return "Exited (unknown)"
@@ -377,7 +378,8 @@ def ports_text(rec) -> str:
 def ps_row(rec, rs, trunc: bool = True, cdir=None) -> dict:
     from berth.cli.format import human_duration
 
-    cmd = " ".join([rec["Path"], *rec["Args"]])
+    # docker's list: arguments with a space are shown in single quotes
+    cmd = " ".join([rec["Path"], *(f"'{x}'" if " " in x else x for x in rec["Args"])])
     if trunc and len(cmd) > 20:
         cmd = cmd[:19] + "…"
     return {
@@ -404,7 +406,8 @@ def cmd_ps(argv, client, prog) -> int:
     p.add_argument("-a", "--all", action="store_true", help="show all containers (default: running)")
     p.add_argument("-q", "--quiet", action="store_true", help="only IDs")
     p.add_argument("-f", "--filter", action="append", default=[],
-                   help="status=, name=, label=KEY[=VALUE], id=, ancestor=, exited=, isolation=")
+                   help="status=, name=, label=KEY[=VALUE], id=, ancestor=, exited=, isolation=, health=, "
+                   "network=, volume=, before=, since=")
     p.add_argument("--format", help="table (default), json, or a template such as '{{.ID}} {{.Names}}'")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate IDs and commands")
     p.add_argument("-n", "--last", type=int, default=-1, help="show the n last created containers")
@@ -487,7 +490,7 @@ def cmd_exec(argv, client, prog) -> int:
     a = p.parse_args(argv)
     if not a.command:
         raise UsageError("exec: requires a command to run (berth exec CONTAINER COMMAND [ARG...])")
-    if a.tty and not sys.stdin.isatty():
+    if a.tty and a.interactive and not a.detach and not sys.stdin.isatty():
         raise UsageError("exec -t: the input device is not a TTY")
     eng = client.engine
     rec = eng.get(a.container)
@@ -580,7 +583,7 @@ def cmd_top(argv, client, prog) -> int:
 
 def cmd_stats(argv, client, prog) -> int:
     from berth.cli.format import human_size, print_rows
-    from berth.engine.observe import stats
+    from berth.engine.observe import host_memory, stats
 
     p = Parser(prog=prog, description=CONTAINER_VERBS["stats"])
     p.add_argument("--no-stream", action="store_true", help="print one sample and exit")
@@ -590,17 +593,21 @@ def cmd_stats(argv, client, prog) -> int:
     a = p.parse_args(argv)
     eng = client.engine
     cols = [("CONTAINER ID", "ID"), ("NAME", "Name"), ("CPU %", "CPUPerc"), ("MEM USAGE / LIMIT", "MemUsage"),
-            ("MEM %", "MemPerc"), ("NET I/O", "NetIO"), ("PIDS", "PIDs")]
+            ("MEM %", "MemPerc"), ("NET I/O", "NetIO"), ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")]
+    host_mem = host_memory()
     while True:
         recs = [eng.get(r) for r in a.containers] if a.containers else [r for r, _ in eng.list(all=a.all)]
         rows = []
         for rec in recs:
             s = stats(eng, rec)
-            lim = s["memory_limit"]
+            # docker shows the host's memory as the limit of a container without -m
+            lim = min(s["memory_limit"] or host_mem, host_mem or s["memory_limit"])
             rows.append({"ID": rec["Id"][:12], "Name": rec["Name"], "CPUPerc": f"{s['cpu_percent']:.2f}%",
                          "MemUsage": f"{human_size(s['memory_usage'])} / {human_size(lim) if lim else 'unlimited'}",
                          "MemPerc": f"{100.0 * s['memory_usage'] / lim:.2f}%" if lim else "--",
-                         "NetIO": f"{human_size(s['net_rx'])} / {human_size(s['net_tx'])}", "PIDs": s["pids"]})
+                         "NetIO": f"{human_size(s['net_rx'])} / {human_size(s['net_tx'])}",
+                         "BlockIO": f"{human_size(s['block_read'])} / {human_size(s['block_write'])}",
+                         "PIDs": s["pids"]})
         if not a.no_stream:
             sys.stdout.write("\033[2J\033[H")
         print_rows(rows, a.format, cols)

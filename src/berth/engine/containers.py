@@ -30,6 +30,8 @@ from berth.engine.state import State
 from berth.errors import BerthError, Conflict, NotFound, UsageError
 
 RUNNING_STATES = ("running", "paused", "restarting")
+FILTERS = ("status", "name", "label", "id", "ancestor", "exited", "isolation", "health", "network",
+           "volume", "before", "since")
 
 
 def now_rfc3339() -> str:
@@ -156,6 +158,8 @@ class Engine:
         os.rename(tmp, cdir / "config.json")
         created = time.time()
         proc = spec["process"]
+        # docker records the user's command; the init (--init) is HostConfig.Init
+        args = proc["args"][2:] if opts.init else proc["args"]
         rec: dict[str, Any] = {
             "Id": cid,
             "Name": name,
@@ -163,8 +167,8 @@ class Engine:
             "Created": now_rfc3339(),
             "Image": image.ref,
             "ImageID": image.id,
-            "Path": proc["args"][0],
-            "Args": proc["args"][1:],
+            "Path": args[0],
+            "Args": args[1:],
             "Isolation": opts.isolation,
             "Runtime": self.runtime,
             "Paused": False,
@@ -560,16 +564,38 @@ class Engine:
         out = []
         filters = filters or {}
         for key in filters:
-            if key not in ("status", "name", "label", "id", "ancestor", "exited", "isolation"):
-                raise UsageError(f"invalid filter {key!r}: expected status, name, label, id, ancestor, exited or isolation")
-        for rec in self.state.containers():
+            if key not in FILTERS:
+                raise UsageError(f"invalid filter {key!r}: expected one of {', '.join(FILTERS)}")
+        for v in filters.get("health", []):
+            if v not in ("starting", "healthy", "unhealthy", "none"):
+                raise UsageError(f"invalid filter health={v!r}: expected starting, healthy, unhealthy or none")
+        recs = self.state.containers()
+        # before=/since=: containers created before/after the named one (docker ps)
+        for key in ("before", "since"):
+            for ref in filters.get(key, []):
+                ts = self.get(ref)["CreatedTs"]
+                recs = [r for r in recs if (r["CreatedTs"] < ts if key == "before" else r["CreatedTs"] > ts)]
+        for rec in recs:
             rs = self.run_state(rec)
             if not all and rs.status not in ("running", "paused", "restarting") and "status" not in filters:
                 continue
             if not _match(rec, rs, filters):
                 continue
+            if "health" in filters and self._health(rec, rs) not in filters["health"]:
+                continue
             out.append((rec, rs))
         return out
+
+    def _health(self, rec: dict, rs: _status.RunState) -> str:
+        """docker's health filter value: none, starting, healthy or unhealthy."""
+        if not rec["Config"].get("Healthcheck") or rs.status != "running":
+            return "none"
+        import json
+
+        try:
+            return json.loads((self.cdir(rec["Id"]) / "health.json").read_text()).get("Status", "starting")
+        except (OSError, ValueError):
+            return "starting"
 
     def images_in_use(self) -> list[str]:
         return [r["ImageID"] for r in self.state.containers()]
@@ -589,6 +615,15 @@ def _match(rec: dict, rs: _status.RunState, filters: dict[str, list[str]]) -> bo
             return False
         if key == "isolation" and rec.get("Isolation", "container") not in values:
             return False
+        if key == "network":
+            net = rec.get("Network") or {}
+            if not {net.get("Network"), net.get("Mode")} & set(values):
+                return False
+        if key == "volume":
+            have = {m.get("Name") for m in rec.get("Mounts", [])} | {m.get("Source") for m in rec.get("Mounts", [])} | \
+                {m.get("Destination") for m in rec.get("Mounts", [])}
+            if not have & set(values):
+                return False
         if key == "label":
             labels = rec["Config"].get("Labels") or {}
             for v in values:

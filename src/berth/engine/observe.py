@@ -35,7 +35,35 @@ def cgroup_dirs(cid: str) -> dict[str, Path]:
         d = CG / "berth" / cid
         return {k: d for k in ("cpu", "memory", "pids")}
     return {"cpu": CG / "cpuacct" / "berth" / cid, "memory": CG / "memory" / "berth" / cid,
-            "pids": CG / "pids" / "berth" / cid}
+            "pids": CG / "pids" / "berth" / cid, "blkio": CG / "blkio" / "berth" / cid}
+
+
+def _block_io(cid: str) -> tuple[int, int]:
+    """Bytes read and written by the container (docker's BLOCK I/O column)."""
+    rd = wr = 0
+    if _unified():
+        for line in _read(CG / "berth" / cid / "io.stat").splitlines():
+            for kv in line.split()[1:]:
+                k, _, v = kv.partition("=")
+                rd += int(v) if k == "rbytes" else 0
+                wr += int(v) if k == "wbytes" else 0
+        return rd, wr
+    d = cgroup_dirs(cid)["blkio"]
+    text = _read(d / "blkio.throttle.io_service_bytes_recursive") or _read(d / "blkio.throttle.io_service_bytes")
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[2].isdigit():
+            rd += int(f[2]) if f[1] == "Read" else 0
+            wr += int(f[2]) if f[1] == "Write" else 0
+    return rd, wr
+
+
+def host_memory() -> int:
+    """MemTotal in bytes: docker's limit column for a container without -m."""
+    for line in _read(Path("/proc/meminfo")).splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def container_pids(engine, rec: dict) -> list[int]:
@@ -77,7 +105,7 @@ def stats(engine, rec: dict, interval: float = 0.2) -> dict[str, Any]:
     cid = rec["Id"]
     rs = engine.run_state(rec)
     out = {"cpu_percent": 0.0, "memory_usage": 0, "memory_limit": 0, "pids": 0, "net_rx": 0, "net_tx": 0,
-           "status": rs.status}
+           "block_read": 0, "block_write": 0, "status": rs.status}
     if rs.status not in ("running", "paused"):
         return out
     d = cgroup_dirs(cid)
@@ -94,6 +122,7 @@ def stats(engine, rec: dict, interval: float = 0.2) -> dict[str, Any]:
         lim = _int(d["memory"] / "memory.limit_in_bytes")
         out["memory_limit"] = lim if lim < (1 << 62) else 0
     out["pids"] = _int(d["pids"] / "pids.current")
+    out["block_read"], out["block_write"] = _block_io(cid)
     if rs.pid:
         for line in _read(Path(f"/proc/{rs.pid}/net/dev")).splitlines()[2:]:
             name, _, rest = line.partition(":")

@@ -313,3 +313,11 @@ def validate(opts: CreateOptions) -> None:
             raise UsageError(f"invalid environment variable {e!r}")
     if opts.log_max_file < 1:
         raise UsageError("invalid log option max-file: must be at least 1")
+    if opts.stop_signal:
+        from berth.engine.containers import parse_signal
+
+        try:  # docker refuses an unknown --stop-signal at create
+            parse_signal(opts.stop_signal)
+        except UsageError:
+            raise UsageError(f"invalid --stop-signal {opts.stop_signal!r}: expected a name such as SIGTERM "
+                             "or a number") from None

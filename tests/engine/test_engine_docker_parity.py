@@ -1,0 +1,77 @@
+"""Where an audit against docker's CLI found berth diverging: each test pins docker's behaviour."""
+
+import json
+import os
+import time
+
+
+def wait_for(pred, timeout=20.0, step=0.05):
+    """Poll ``pred`` (a bound on waiting for an event, not a timing assertion)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def test_tty_without_interactive_works_when_stdin_is_not_a_terminal(berth):
+    # docker refuses only -it on a non-terminal stdin; -t alone gives an output-only pty
+    r = berth("run", "--rm", "-t", "busybox", "tty")
+    assert r.returncode == 0 and r.stdout.strip() == "/dev/pts/0", r.stderr
+    r = berth("run", "--rm", "-it", "busybox", "true")
+    assert r.returncode == 125 and "not a TTY" in r.stderr
+    cid = berth.out("run", "-d", "busybox", "sleep", "60").strip()
+    r = berth("exec", "-t", cid, "tty")
+    assert r.returncode == 0 and r.stdout.strip().startswith("/dev/pts/"), r.stderr
+    assert berth("exec", "-it", cid, "true").returncode == 125
+
+
+def test_unknown_stop_signal_is_refused_at_create(berth):
+    before = berth.ids()
+    r = berth("run", "-d", "--stop-signal", "SIGNOPE", "busybox", "true")
+    assert r.returncode == 125 and "--stop-signal" in r.stderr and r.stderr.count("\n") == 1
+    assert berth.ids() == before
+
+
+def test_init_is_not_shown_as_the_command(berth):
+    # docker records the user's command; the init is HostConfig.Init
+    cid = berth.out("run", "-d", "--init", "busybox", "sleep", "60").strip()
+    info = json.loads(berth.out("inspect", cid))[0]
+    assert (info["Path"], info["Args"], info["HostConfig"]["Init"]) == ("sleep", ["60"], True)
+    assert '"sleep 60"' in berth.out("ps", "-f", f"id={cid}")
+    assert "/dev/init -- sleep 60" in berth.out("top", cid)  # but PID 1 is the init
+
+
+def test_ps_command_quotes_arguments_with_spaces(berth):
+    cid = berth.out("create", "busybox", "sh", "-c", "echo a").strip()
+    assert berth.out("ps", "-a", "-f", f"id={cid}", "--format", "{{.Command}}").strip() == "\"sh -c 'echo a'\""
+
+
+def test_ps_filters_health_network_volume_before_since(berth):
+    tag = f"pf{os.getpid()}"
+    first = berth.out("run", "-d", "--name", f"{tag}-1", "-v", f"{tag}vol:/data", "busybox", "sleep", "60").strip()
+    hc = berth.out("run", "-d", "--name", f"{tag}-2", "--health-cmd", "true", "--health-interval", "1s",
+                   "--network", "none", "busybox", "sleep", "60").strip()
+    q = lambda *f: berth.out("ps", "-aq", "--no-trunc", *[x for v in f for x in ("-f", v)]).split()  # noqa: E731
+    assert wait_for(lambda: q("health=healthy", f"name={tag}") == [hc])
+    assert q("health=none", f"name={tag}") == [first]
+    assert q("network=none", f"name={tag}") == [hc]
+    assert q(f"volume={tag}vol") == [first]
+    assert q(f"before={hc}", f"name={tag}") == [first]
+    assert q(f"since={first}", f"name={tag}") == [hc]
+    assert "(healthy)" in berth.out("ps", "-f", f"id={hc}", "--format", "{{.Status}}")
+    r = berth("ps", "-f", "health=sick")
+    assert r.returncode == 125 and r.stderr.count("\n") == 1
+    berth("rm", "-f", first, hc)
+    berth("volume", "rm", f"{tag}vol")
+
+
+def test_stats_has_docker_columns_and_a_host_memory_limit(berth):
+    cid = berth.out("run", "-d", "busybox", "sleep", "60").strip()
+    table = berth.out("stats", "--no-stream", cid).splitlines()
+    assert table[0].split() == ["CONTAINER", "ID", "NAME", "CPU", "%", "MEM", "USAGE", "/", "LIMIT", "MEM", "%",
+                                "NET", "I/O", "BLOCK", "I/O", "PIDS"]
+    row = json.loads(berth.out("stats", "--no-stream", "--format", "json", cid))
+    assert "unlimited" not in row["MemUsage"] and row["MemPerc"].endswith("%") and " / " in row["BlockIO"]
