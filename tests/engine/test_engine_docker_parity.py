@@ -2,18 +2,8 @@
 
 import json
 import os
-import time
 
-
-def wait_for(pred, timeout=20.0, step=0.05):
-    """Poll ``pred`` (a bound on waiting for an event, not a timing assertion)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+from engine_helpers import wait_for
 
 
 def test_tty_without_interactive_works_when_stdin_is_not_a_terminal(berth):

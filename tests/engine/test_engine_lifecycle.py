@@ -5,16 +5,7 @@ import os
 import signal
 import time
 
-
-def wait_for(pred, timeout=20.0, step=0.05):
-    """Poll ``pred`` (not a timing assertion: a bound on waiting for an event)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+from engine_helpers import wait_for
 
 
 def test_detached_logs_and_exec(berth):
