@@ -3,7 +3,10 @@
 import json
 import os
 
+import pytest
 from engine_helpers import wait_for
+
+from berth.errors import NotFound
 
 
 def test_tty_without_interactive_works_when_stdin_is_not_a_terminal(berth):
@@ -65,3 +68,30 @@ def test_stats_has_docker_columns_and_a_host_memory_limit(berth):
                                 "NET", "I/O", "BLOCK", "I/O", "PIDS"]
     row = json.loads(berth.out("stats", "--no-stream", "--format", "json", cid))
     assert "unlimited" not in row["MemUsage"] and row["MemPerc"].endswith("%") and " / " in row["BlockIO"]
+
+
+def test_api_port_tuple_with_none_picks_a_random_host_port_and_networks_prune(client):
+    # docker-py: {'80/tcp': ('127.0.0.1', None)} binds a random port on that address
+    c = client.containers.run("busybox", "sleep 60", detach=True, ports={"80/tcp": ("127.0.0.1", None)})
+    try:
+        c.reload()
+        (binding,) = c.ports["80/tcp"]
+        assert binding["HostIp"] == "127.0.0.1" and int(binding["HostPort"]) > 0
+    finally:
+        c.remove(force=True)
+    net = f"apin{os.getpid()}"
+    client.networks.create(net)
+    assert net in client.networks.prune()["NetworksDeleted"]
+
+
+def test_api_networks_are_docker_py_shaped(client):
+    name = f"apinet{os.getpid()}"
+    net = client.networks.create(name, ipam={"Config": [{"Subnet": "10.123.45.0/24"}]})
+    try:
+        assert net.name == name and net.attrs["IPAM"]["Config"][0]["Subnet"] == "10.123.45.0/24"
+        assert client.networks.get(name).id == net.id
+        assert name in [n.name for n in client.networks.list()]
+    finally:
+        net.remove()
+    with pytest.raises(NotFound):
+        client.networks.get(name)

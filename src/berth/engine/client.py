@@ -79,7 +79,8 @@ def _ports(ports: dict | None) -> list[PortSpec]:
             if v is None:
                 spec = f"{cport}/{proto}"
             elif isinstance(v, tuple):
-                spec = f"{v[0]}:{v[1] if len(v) > 1 else ''}:{cport}/{proto}"
+                hp = v[1] if len(v) > 1 and v[1] is not None else ""  # ('127.0.0.1', None): a random port
+                spec = f"{v[0]}:{hp}:{cport}/{proto}"
             else:
                 spec = f"{v}:{cport}/{proto}"
             out.extend(parse_port(spec))
@@ -363,14 +364,37 @@ class NetworkCollection:
             raise UsageError("networks: bridge and user networks are not available in this build yet")
         return lib
 
-    def create(self, name: str, **kwargs: Any):
-        """Similar to ``docker network create``."""
-        return self._lib().create(self.client.root, name, **kwargs)
+    def _nm(self):
+        return self._lib().NetworkManager(str(self.client.root))
 
-    def list(self) -> list:
+    def create(self, name: str, driver: str = "bridge", internal: bool = False, labels: dict | None = None,
+               ipam: dict | None = None, **kwargs: Any):
+        """Similar to ``docker network create``; ``ipam`` as docker-py's
+        ``{"Config": [{"Subnet": …, "Gateway": …}]}`` (or ``subnet=``/``gateway=``)."""
+        from berth.engine.models import Network
+
+        if driver != "bridge":
+            raise UsageError(f"network create: driver {driver!r} is not supported (bridge only)")
+        pool = ((ipam or {}).get("Config") or [{}])[0]
+        nm = self._nm()
+        net = nm.create(name, subnet=kwargs.get("subnet") or pool.get("Subnet"),
+                        gateway=kwargs.get("gateway") or pool.get("Gateway"), internal=internal, labels=labels)
+        return Network(nm, nm.inspect(net.name))
+
+    def list(self, names: list[str] | None = None) -> list:
         """Similar to ``docker network ls``."""
-        return self._lib().list(self.client.root)
+        from berth.engine.models import Network
+
+        nm = self._nm()
+        return [Network(nm, nm.inspect(n.name)) for n in nm.list() if not names or n.name in names]
 
     def get(self, network_id: str):
-        """Similar to ``docker network inspect``."""
-        return self._lib().inspect(self.client.root, network_id)
+        """Similar to ``docker network inspect``: a Network (NotFound when unknown)."""
+        from berth.engine.models import Network
+
+        nm = self._nm()
+        return Network(nm, nm.inspect(network_id))
+
+    def prune(self) -> dict[str, Any]:
+        """Similar to ``docker network prune``: removes user networks without containers."""
+        return {"NetworksDeleted": self._nm().prune()}

@@ -241,3 +241,33 @@ class Volume:
     def remove(self, force: bool = False) -> None:
         """Similar to the ``docker volume rm`` command. Raises Conflict while in use."""
         self.client._volumes().remove(self.name, force=force)
+
+
+class Network:
+    """A network. Similar to docker-py's ``Network`` (``attrs`` is ``network inspect``)."""
+
+    def __init__(self, manager, attrs: dict[str, Any]):
+        self._nm = manager
+        self.attrs = attrs
+
+    @property
+    def id(self) -> str:
+        return self.attrs["Id"]
+
+    @property
+    def name(self) -> str:
+        return self.attrs["Name"]
+
+    def __repr__(self) -> str:
+        return f"<Network: {self.name}>"
+
+    def reload(self) -> None:
+        self.attrs = self._nm.inspect(self.id)
+
+    def disconnect(self, container) -> None:
+        """Similar to ``docker network disconnect``; ``container`` is an ID or a Container."""
+        self._nm.disconnect(self.name, getattr(container, "id", container))
+
+    def remove(self) -> None:
+        """Similar to ``docker network rm``. Raises Conflict while containers use it."""
+        self._nm.remove(self.name)
