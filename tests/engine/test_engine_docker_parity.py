@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 
 import pytest
 from engine_helpers import wait_for
@@ -95,3 +96,22 @@ def test_api_networks_are_docker_py_shaped(client):
         net.remove()
     with pytest.raises(NotFound):
         client.networks.get(name)
+
+
+def test_a_stopped_container_frees_its_published_port(berth):
+    # docker releases published ports at stop: a new container may take the port,
+    # and the old one gets it back only if it is free again when it starts
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    old = berth.out("run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60").strip()
+    berth.out("stop", "-t", "0", old)
+    assert berth.out("ps", "-a", "-f", f"id={old}", "--format", "{{.Ports}}").strip() == ""
+    new = berth.out("run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60").strip()
+    assert berth.out("port", new, "80").strip() == f"127.0.0.1:{port}"
+    r = berth("start", old)
+    assert r.returncode == 125 and "already allocated" in r.stderr
+    berth.out("rm", "-f", new)
+    berth.out("start", old)
+    assert berth.out("port", old, "80").strip() == f"127.0.0.1:{port}"

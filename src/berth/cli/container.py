@@ -390,7 +390,7 @@ def ps_row(rec, rs, trunc: bool = True, cdir=None) -> dict:
         "RunningFor": human_duration(time.time() - rec["CreatedTs"]) + " ago",
         "Status": status_text(rec, rs, cdir),
         "State": rs.status,
-        "Ports": ports_text(rec),
+        "Ports": ports_text(rec) if rs.status in ("running", "paused") else "",  # docker: none once stopped
         "Names": rec["Name"],
         "Labels": ",".join(f"{k}={v}" for k, v in (rec["Config"].get("Labels") or {}).items()),
         "Networks": (rec.get("Network") or {}).get("Mode", ""),

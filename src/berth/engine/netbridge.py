@@ -63,12 +63,46 @@ class BridgePlan(NetPlan):
             maps = [self.lib.PortMapping(p["container_port"], p.get("host_port") or 0, p.get("host_ip") or "",
                                          p.get("proto") or "tcp") for p in self.endpoint.get("WantPorts", [])]
             if maps:
+                self._reclaim_ports(nm, maps)
                 nm.publish(self.cid, maps)
             hosts = [(h.partition(":")[0], h.partition(":")[2]) for h in self.extra_hosts]
             nm.write_files(self.cid, self.hostname, mode="bridge", extra_hosts=hosts, dns_servers=self.dns)
         except BaseException:
             self.down()
             raise
+
+    def _reclaim_ports(self, nm, maps) -> None:
+        """docker frees a container's published ports when it stops: a stopped
+        container of this root that still holds a wanted host port gives up its
+        network now (``start`` brings it back). One that is being started or
+        removed right now (its lock is held) keeps it, and publish then refuses."""
+        import fcntl
+
+        from berth.engine.containers import RUNNING_STATES
+        from berth.engine.netsetup import network_for
+        from berth.engine.network.ports import overlaps
+        from berth.errors import NotFound
+
+        holders = {cid for cid, m, _ip in nm.firewall.published()
+                   if cid != self.cid and any(overlaps(m, w) for w in maps)}
+        for cid in holders:
+            try:
+                rec = self.engine.get(cid)
+            except NotFound:
+                continue  # not this engine's container (another root's rule, or a crash: prune)
+            lockdir = self.engine.root / "locks"
+            lockdir.mkdir(exist_ok=True)
+            fd = os.open(lockdir / cid, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                rs = self.engine.run_state(rec)
+                if rs.status not in RUNNING_STATES and not rs.monitor_alive:
+                    network_for(self.engine, rec).down()
+            finally:
+                os.close(fd)
 
     def _up_vm(self) -> None:
         """A VM gets a tap on the bridge instead of a veth in a namespace; the
