@@ -54,6 +54,7 @@ def engine_root(tmp_path_factory) -> Path:
         subprocess.run([BERTH, "--root", str(root), "image", "bootstrap", "busybox"], capture_output=True)
     yield root
     subprocess.run([BERTH, "--root", str(root), "system", "prune", "--volumes"], capture_output=True)
+    subprocess.run([BERTH, "--root", str(root), "volume", "prune", "--all"], capture_output=True)
     for p in (root / "containers").glob("*/rootfs"):
         subprocess.run(["umount", "-l", str(p)], capture_output=True)
     # The default bridge and our nft table belong to this root: leave the

@@ -115,3 +115,17 @@ def test_a_stopped_container_frees_its_published_port(berth):
     berth.out("rm", "-f", new)
     berth.out("start", old)
     assert berth.out("port", old, "80").strip() == f"127.0.0.1:{port}"
+
+
+def test_volume_prune_keeps_named_volumes_unless_all(berth):
+    # docker >= 23: prune removes anonymous volumes; named ones need -a (data survives by default)
+    named = f"keep{os.getpid()}"
+    berth.out("volume", "create", named)
+    cid = berth.out("run", "-d", "-v", "/anon", "busybox", "true").strip()
+    berth("wait", cid)
+    anon = [m["Name"] for m in json.loads(berth.out("inspect", cid))[0]["Mounts"]][0]
+    berth.out("rm", cid)
+    out = berth.out("volume", "prune", "-f").split()
+    assert anon in out and named not in out
+    assert named in berth.out("volume", "ls")
+    assert named in berth.out("volume", "prune", "-a", "-f").split()

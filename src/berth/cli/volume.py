@@ -63,8 +63,9 @@ def main(name: str, argv: list[str], opts) -> int:
         return rc
     elif verb == "prune":
         p.add_argument("-f", "--force", action="store_true", help="do not prompt (berth never prompts)")
-        p.parse_args(argv[1:])
-        names, size = vols.prune()
+        p.add_argument("-a", "--all", action="store_true", help="also named volumes (default: anonymous only)")
+        a = p.parse_args(argv[1:])
+        names, size = vols.prune(all_volumes=a.all)
         for n in names:
             print(n)
         print(f"Total reclaimed space: {size}B")

@@ -345,8 +345,9 @@ class VolumeCollection:
         return [Volume(self.client, v) for v in self.client._volumes().list()]
 
     def prune(self, filters: dict | None = None) -> dict[str, Any]:
-        """Similar to ``docker volume prune``."""
-        names, size = self.client._volumes().prune()
+        """Similar to ``docker volume prune``: anonymous volumes, named ones too
+        with ``filters={"all": True}``."""
+        names, size = self.client._volumes().prune(all_volumes=bool((filters or {}).get("all")))
         return {"VolumesDeleted": names, "SpaceReclaimed": size}
 
 

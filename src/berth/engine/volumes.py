@@ -74,11 +74,12 @@ class Volumes:
         self.state.remove_volume(name)
         shutil.rmtree(self.base / name, ignore_errors=True)
 
-    def prune(self) -> tuple[list[str], int]:
-        """Remove volumes no container uses; (names, bytes reclaimed)."""
+    def prune(self, all_volumes: bool = False) -> tuple[list[str], int]:
+        """Remove anonymous volumes no container uses (named ones too with
+        ``all_volumes``, docker >= 23's ``-a``); (names, bytes reclaimed)."""
         removed, size = [], 0
         for v in self.list():
-            if not self.users(v["Name"]):
+            if (all_volumes or v.get("Anonymous")) and not self.users(v["Name"]):
                 size += dir_size(Path(v["Mountpoint"]))
                 self.remove(v["Name"])
                 removed.append(v["Name"])
