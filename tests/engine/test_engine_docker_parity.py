@@ -129,3 +129,12 @@ def test_volume_prune_keeps_named_volumes_unless_all(berth):
     assert anon in out and named not in out
     assert named in berth.out("volume", "ls")
     assert named in berth.out("volume", "prune", "-a", "-f").split()
+
+
+def test_logs_until_stops_at_a_timestamp(berth):
+    cid = berth.out("run", "-d", "busybox", "sh", "-c", "echo a; sleep 0.2; echo b; sleep 0.2; echo c").strip()
+    berth("wait", cid)
+    stamps = [line.split(" ", 1)[0] for line in berth.out("logs", "-t", cid).splitlines()]
+    assert berth.out("logs", "--until", stamps[1], cid) == "a\nb\n"
+    assert berth.out("logs", "--until", "1h", cid) == ""
+    assert berth("logs", "--until", "soon", cid).returncode == 125

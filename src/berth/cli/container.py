@@ -436,12 +436,13 @@ def cmd_ps(argv, client, prog) -> int:
 # ---- logs -------------------------------------------------------------------
 
 def cmd_logs(argv, client, prog) -> int:
-    from berth.engine.logs import parse_since, read_logs
+    from berth.engine.logs import parse_since, parse_time, read_logs
 
     p = Parser(prog=prog, description=CONTAINER_VERBS["logs"])
     p.add_argument("-f", "--follow", action="store_true", help="follow log output (across rotation)")
     p.add_argument("-n", "--tail", default="all", help="number of lines from the end (default all)")
     p.add_argument("--since", help="since a timestamp, RFC 3339 time or duration (10m)")
+    p.add_argument("--until", help="before a timestamp, RFC 3339 time or duration (10m ago)")
     p.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
     p.add_argument("container")
     a = p.parse_args(argv)
@@ -451,6 +452,7 @@ def cmd_logs(argv, client, prog) -> int:
         raise UsageError(f"invalid --tail {a.tail!r}: expected a number or 'all'")
     tail = None if a.tail == "all" else int(a.tail)
     since = parse_since(a.since) if a.since else None
+    until = parse_since(a.until) if a.until else None
     cdir = eng.cdir(rec["Id"])
     max_file = int(rec["HostConfig"]["LogConfig"]["Config"]["max-file"])
     out, err = sys.stdout.buffer, sys.stderr.buffer
@@ -461,6 +463,8 @@ def cmd_logs(argv, client, prog) -> int:
     try:
         for e in read_logs(cdir / "container.log", max_file, tail=tail if tail is None or tail >= 0 else None,
                            since=since, follow=a.follow, alive=alive):
+            if until is not None and parse_time(e.time) > until:
+                break  # entries are in time order: nothing later is wanted
             dst = err if e.stream == "stderr" else out
             if a.timestamps:
                 dst.write(e.time.encode() + b" ")
