@@ -138,3 +138,14 @@ def test_logs_until_stops_at_a_timestamp(berth):
     assert berth.out("logs", "--until", stamps[1], cid) == "a\nb\n"
     assert berth.out("logs", "--until", "1h", cid) == ""
     assert berth("logs", "--until", "soon", cid).returncode == 125
+
+
+def test_healthcheck_none_and_no_healthcheck_disable_checks(client, berth):
+    # docker-py's {"test": ["NONE"]} turns checks off; it is not a command named NONE
+    c = client.containers.create("busybox", "true", healthcheck={"test": ["NONE"]})
+    assert c.attrs["Config"]["Healthcheck"] is None
+    c.remove()
+    cid = berth.out("create", "--no-healthcheck", "busybox", "true").strip()
+    assert json.loads(berth.out("inspect", cid))[0]["Config"]["Healthcheck"] is None
+    r = berth("create", "--no-healthcheck", "--health-cmd", "true", "busybox", "true")
+    assert r.returncode == 125 and "conflicts" in r.stderr

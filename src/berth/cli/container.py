@@ -111,6 +111,7 @@ def _create_parser(prog: str, run: bool) -> Parser:
     p.add_argument("--health-interval", default="30s", help="time between checks")
     p.add_argument("--health-timeout", default="30s", help="maximum time of one check")
     p.add_argument("--health-retries", type=int, default=3, help="failures before unhealthy")
+    p.add_argument("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK")
     p.add_argument("--log-opt", action="append", default=[], help="max-size=SIZE, max-file=N (json-file)")
     p.add_argument("--isolation", default="container", help="container (default) or vm")
     p.add_argument("--allow-sensitive-mounts", action="store_true",
@@ -145,6 +146,8 @@ def _options(a):
             else:
                 raise UsageError(f"invalid --log-opt {item!r}: expected max-size=SIZE or max-file=N")
     health = None
+    if a.no_healthcheck and a.health_cmd:
+        raise UsageError("--no-healthcheck conflicts with --health-cmd")
     if a.health_cmd:
         health = o.Healthcheck(a.health_cmd, o.parse_duration(a.health_interval, "--health-interval"),
                                o.parse_duration(a.health_timeout, "--health-timeout"), a.health_retries)
@@ -161,7 +164,7 @@ def _options(a):
         security_opt=a.security_opt, privileged=a.privileged, userns=a.userns,
         restart=o.parse_restart(a.restart), auto_remove=a.rm, init=a.init,
         labels=o.parse_labels(a.label), stop_signal=a.stop_signal, stop_timeout=a.stop_timeout,
-        healthcheck=health, log_max_size=max_size, log_max_file=max_file, isolation=a.isolation,
+        healthcheck=health, no_healthcheck=a.no_healthcheck, log_max_size=max_size, log_max_file=max_file, isolation=a.isolation,
         allow_sensitive_mounts=a.allow_sensitive_mounts,
     )
 

@@ -134,7 +134,8 @@ def create_options(image: str, command: str | list[str] | None = None, **kw: Any
         labels = {k: "" for k in labels}
     hc = kw.get("healthcheck")
     health = None
-    if hc:
+    no_health = bool(hc) and (hc.get("test") or hc.get("Test")) in (["NONE"], "NONE")  # docker-py's off switch
+    if hc and not no_health:
         test = hc.get("test") or hc.get("Test")
         if isinstance(test, list):
             test = test[1] if test[0] == "CMD-SHELL" else shlex.join(test[1:] if test[0] == "CMD" else test)
@@ -163,7 +164,7 @@ def create_options(image: str, command: str | list[str] | None = None, **kw: Any
         restart=RestartPolicy(rp.get("Name", "no") or "no", int(rp.get("MaximumRetryCount", 0) or 0)),
         auto_remove=bool(kw.get("auto_remove")), init=bool(kw.get("init")), labels=dict(labels),
         stop_signal=kw.get("stop_signal") or "SIGTERM", stop_timeout=int(kw.get("stop_timeout") or 10),
-        healthcheck=health,
+        healthcheck=health, no_healthcheck=no_health,
         log_max_size=parse_size(log.get("max-size", DEFAULT_LOG_MAX_SIZE), "log max-size"),
         log_max_file=int(log.get("max-file", DEFAULT_LOG_MAX_FILE)),
         isolation=kw.get("isolation") or "container",

@@ -137,7 +137,7 @@ class Engine:
         from berth.engine.netsetup import plan_network
         from berth.engine.volumes import Volumes
 
-        if opts.healthcheck is None:
+        if opts.healthcheck is None and not opts.no_healthcheck:
             opts.healthcheck = _image_healthcheck(image.config.get("Healthcheck"))
         rootfs = images.mount_rootfs(image, cdir)
         opts._exposed = list(image.config.get("ExposedPorts") or {})  # for -P

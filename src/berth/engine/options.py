@@ -91,6 +91,7 @@ class CreateOptions:
     stop_signal: str = "SIGTERM"
     stop_timeout: int = 10
     healthcheck: Healthcheck | None = None
+    no_healthcheck: bool = False  # --no-healthcheck: not even the image's HEALTHCHECK
     log_max_size: int = DEFAULT_LOG_MAX_SIZE
     log_max_file: int = DEFAULT_LOG_MAX_FILE
     isolation: str = "container"
