@@ -41,6 +41,9 @@ def test_init_is_not_shown_as_the_command(berth):
 def test_ps_command_quotes_arguments_with_spaces(berth):
     cid = berth.out("create", "busybox", "sh", "-c", "echo a").strip()
     assert berth.out("ps", "-a", "-f", f"id={cid}", "--format", "{{.Command}}").strip() == "\"sh -c 'echo a'\""
+    long = berth.out("create", "busybox", "sh", "-c", "echo a long command line").strip()
+    # like Go's encoder, json output keeps the ellipsis as UTF-8 rather than \u2026
+    assert "…" in berth.out("ps", "-a", "-f", f"id={long}", "--format", "json")
 
 
 def test_ps_filters_health_network_volume_before_since(berth):

@@ -49,11 +49,11 @@ def render_template(fmt: str, row: dict[str, Any]) -> str:
     def sub(m: re.Match) -> str:
         is_json, key = bool(m.group(1)), m.group(2)
         if not key:
-            return json.dumps(row)
+            return json.dumps(row, ensure_ascii=False)
         if key not in row:
             raise UsageError(f"invalid --format: unknown field .{key} (fields: {', '.join(row)})")
         v = row[key]
-        return json.dumps(v) if is_json else str(v)
+        return json.dumps(v, ensure_ascii=False) if is_json else str(v)
 
     fmt = fmt.encode().decode("unicode_escape") if "\\" in fmt else fmt
     return _FIELD.sub(sub, fmt)
@@ -68,7 +68,7 @@ def print_rows(rows: list[dict[str, Any]], fmt: str | None, columns: list[tuple[
         return
     if fmt == "json":
         for r in rows:
-            print(json.dumps(r))
+            print(json.dumps(r, ensure_ascii=False))
         return
     if fmt and fmt != "table":
         table = fmt.startswith("table ")
