@@ -152,3 +152,11 @@ def test_healthcheck_none_and_no_healthcheck_disable_checks(client, berth):
     assert json.loads(berth.out("inspect", cid))[0]["Config"]["Healthcheck"] is None
     r = berth("create", "--no-healthcheck", "--health-cmd", "true", "busybox", "true")
     assert r.returncode == 125 and "conflicts" in r.stderr
+
+
+def test_wait_reports_every_container_and_rename_to_itself_is_refused(berth):
+    cid = berth.out("run", "-d", "--name", f"wt{os.getpid()}", "busybox", "sh", "-c", "exit 3").strip()
+    r = berth("wait", "no-such-container", cid)
+    assert r.returncode == 125 and r.stdout == "3\n" and "no-such-container" in r.stderr
+    r = berth("rename", cid, f"wt{os.getpid()}")
+    assert r.returncode == 125 and r.stderr.count("\n") == 1

@@ -323,9 +323,14 @@ def cmd_wait(argv, client, prog) -> int:
     p = Parser(prog=prog, description=CONTAINER_VERBS["wait"])
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     a = p.parse_args(argv)
-    for ref in a.containers:
-        print(client.engine.wait(ref))
-    return 0
+    rc = 0
+    for ref in a.containers:  # docker: one error does not stop the others
+        try:
+            print(client.engine.wait(ref), flush=True)
+        except BerthError as e:
+            sys.stderr.write(f"berth: {e}\n")
+            rc = rc or e.exit_code
+    return rc
 
 
 # ---- ps ---------------------------------------------------------------------

@@ -553,6 +553,8 @@ class Engine:
 
         validate(_CO(image="x", name=new))
         rec = self.get(ref)
+        if rec["Name"] == new.lstrip("/"):
+            raise Conflict(f"rename container {rec['Name']}: the new name is its current name")
         rec["Name"] = new.lstrip("/")
         self.state.update_container(rec)
         return rec
