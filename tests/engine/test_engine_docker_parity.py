@@ -160,3 +160,19 @@ def test_wait_reports_every_container_and_rename_to_itself_is_refused(berth):
     assert r.returncode == 125 and r.stdout == "3\n" and "no-such-container" in r.stderr
     r = berth("rename", cid, f"wt{os.getpid()}")
     assert r.returncode == 125 and r.stderr.count("\n") == 1
+
+
+def test_missing_workdir_is_created_inside_the_container_even_through_a_symlink(berth, tmp_path):
+    # docker creates a missing -w directory; an image symlink to / must not turn that into a host mkdir
+    r = berth("run", "--rm", "-w", "/new/sub", "busybox", "sh", "-c", "pwd; stat -c '%U %a' .")
+    assert (r.returncode, r.stdout) == (0, "/new/sub\nroot 755\n"), r.stderr
+    tag = f"wdlink{os.getpid()}"
+    (tmp_path / "Containerfile").write_text("FROM busybox\nRUN ln -s / /escape\n")
+    berth.out("build", "-q", "-t", tag, str(tmp_path))
+    host_dir = tmp_path / "made-by-workdir"
+    try:
+        r = berth("run", "--rm", "-w", f"/escape{host_dir}", tag, "pwd")
+        assert r.returncode == 0 and r.stdout.strip() == str(host_dir), r.stderr  # getcwd: the link resolved
+        assert not host_dir.exists()
+    finally:
+        berth("rmi", tag)

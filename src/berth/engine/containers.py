@@ -151,6 +151,7 @@ class Engine:
         spec, w = _spec.build_spec(opts, image.config, rootfs, cid, hostname, mounts,
                                    net.netns_path, f"/berth/{cid}")
         warnings.extend(w)
+        _ensure_workdir(rootfs, spec["process"]["cwd"])
         import json
 
         tmp = cdir / ".config.json.tmp"
@@ -633,6 +634,25 @@ def _match(rec: dict, rs: _status.RunState, filters: dict[str, list[str]]) -> bo
                 if k not in labels or (eq and labels[k] != val):
                     return False
     return True
+
+
+def _ensure_workdir(rootfs, cwd: str) -> None:
+    """docker creates a missing working directory (root-owned, 0755) before
+    the start. The path is resolved inside the rootfs, so an image's symlink
+    (say /w -> /) cannot make berth create directories on the host."""
+    from berth.engine.fsutil import is_within, resolve_in_root
+
+    if cwd in ("", "/"):
+        return
+    target = resolve_in_root(rootfs, cwd)
+    if os.path.lexists(target):
+        return  # a file there fails at start, as in docker
+    try:
+        os.makedirs(target, mode=0o755)
+    except OSError as e:
+        raise UsageError(f"create working directory {cwd}: {e.strerror}") from None
+    if not is_within(rootfs, target):
+        raise UsageError(f"create working directory {cwd}: it resolves outside the container")
 
 
 def _image_healthcheck(hc: dict | None):
