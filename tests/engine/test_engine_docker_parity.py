@@ -176,3 +176,13 @@ def test_missing_workdir_is_created_inside_the_container_even_through_a_symlink(
         assert not host_dir.exists()
     finally:
         berth("rmi", tag)
+
+
+def test_run_attach_selects_streams(berth):
+    cmd = ["busybox", "sh", "-c", "echo out; echo err >&2; exit 4"]
+    r = berth("run", "--rm", "-a", "stderr", *cmd)
+    assert (r.returncode, r.stdout, r.stderr) == (4, "", "err\n")
+    r = berth("run", "--rm", "-a", "STDOUT", *cmd)
+    assert (r.returncode, r.stdout, r.stderr) == (4, "out\n", "")
+    assert berth("run", "--rm", "-a", "stdall", *cmd).returncode == 125
+    assert berth("run", "-d", "-a", "stdout", *cmd).returncode == 125

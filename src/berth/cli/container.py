@@ -71,7 +71,8 @@ def _create_parser(prog: str, run: bool) -> Parser:
     if run:
         p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the ID")
         p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-        p.add_argument("-a", "--attach", action="append", default=[], help="(accepted for docker compatibility)")
+        p.add_argument("-a", "--attach", action="append", default=[],
+                       help="attach only these streams: stdin, stdout, stderr (default all)")
     else:
         p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
@@ -188,6 +189,11 @@ def cmd_run(argv, client, prog) -> int:
     # docker refuses -t only with -i: without stdin the pty is output-only
     if a.tty and a.interactive and not a.detach and not sys.stdin.isatty():
         raise UsageError("run -t: the input device is not a TTY")
+    streams = {x.lower() for x in a.attach}
+    for x in streams - {"stdin", "stdout", "stderr"}:
+        raise UsageError(f"invalid -a {x!r}: expected stdin, stdout or stderr")
+    if streams and a.detach:
+        raise UsageError("conflicting options: -a and -d")
     eng = client.engine
     rec, warnings = eng.create(opts)
     _warn(warnings)
@@ -200,10 +206,11 @@ def cmd_run(argv, client, prog) -> int:
             raise
         print(rec["Id"])
         return 0
-    return _run_attached(eng, rec, interactive=a.interactive, tty=a.tty, remove=a.rm)
+    return _run_attached(eng, rec, interactive=a.interactive and (not streams or "stdin" in streams), tty=a.tty,
+                         remove=a.rm, streams=streams)
 
 
-def _run_attached(eng, rec, interactive: bool, tty: bool, remove: bool) -> int:
+def _run_attached(eng, rec, interactive: bool, tty: bool, remove: bool, streams: set[str] | None = None) -> int:
     from berth.engine.attach import attach
     from berth.engine.monitor import connect
 
@@ -222,12 +229,18 @@ def _run_attached(eng, rec, interactive: bool, tty: bool, remove: bool) -> int:
     def forward(sig: int) -> None:  # docker's sig-proxy
         eng._rt("kill", rec["Id"], str(sig))
 
+    # -a: the streams not asked for are read from the monitor and dropped
+    null = open(os.devnull, "wb") if streams else None
+    out = sys.stdout.buffer if not streams or "stdout" in streams else null
+    err = sys.stderr.buffer if not streams or "stderr" in streams else null
     try:
-        attach(eng.cdir(rec["Id"]), sys.stdin.buffer if interactive else None, sys.stdout.buffer,
-               sys.stderr.buffer, tty=tty, on_signal=None if tty else forward, sock=sock)
+        attach(eng.cdir(rec["Id"]), sys.stdin.buffer if interactive else None, out, err, tty=tty,
+               on_signal=None if tty else forward, sock=sock)
         rs = eng._wait_exit(rec, None)
         code = rs.exit_code if rs else 125
     finally:
+        if null is not None:
+            null.close()
         if remove:
             eng.remove(rec["Id"], force=True)
     return code if code >= 0 else 125
