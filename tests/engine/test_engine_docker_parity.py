@@ -186,3 +186,8 @@ def test_run_attach_selects_streams(berth):
     assert (r.returncode, r.stdout, r.stderr) == (4, "out\n", "")
     assert berth("run", "--rm", "-a", "stdall", *cmd).returncode == 125
     assert berth("run", "-d", "-a", "stdout", *cmd).returncode == 125
+
+
+def test_run_without_image_names_only_the_image_as_missing(berth):
+    r = berth("run")
+    assert r.returncode == 125 and "required: image (" in r.stderr and "command" not in r.stderr.split("(")[0]

@@ -119,6 +119,9 @@ def _create_parser(prog: str, run: bool) -> Parser:
                    help="allow bind-mounting /, /proc, /sys, /dev, /boot, /etc or berth's state (warns)")
     p.add_argument("image", help="image reference")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+    # argparse names a missing REMAINDER as required too; only the image is
+    error = p.error
+    p.error = lambda msg: error(msg.replace("image, command", "image"))  # type: ignore[method-assign]
     return p
 
 
