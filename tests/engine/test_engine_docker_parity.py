@@ -191,3 +191,16 @@ def test_run_attach_selects_streams(berth):
 def test_run_without_image_names_only_the_image_as_missing(berth):
     r = berth("run")
     assert r.returncode == 125 and "required: image (" in r.stderr and "command" not in r.stderr.split("(")[0]
+
+
+def test_paths_below_sensitive_host_paths_need_the_explicit_flag(berth, tmp_path):
+    # /proc/sys is the host's sysctls, /sys/kernel its kernel, /etc/* its configuration;
+    # a symlink to them counts as them
+    (tmp_path / "link").symlink_to("/proc/sys")
+    before = berth.ids()
+    for src in ("/proc/sys", "/sys/kernel", "/etc/ssh", "/dev/net", str(tmp_path / "link")):
+        r = berth("run", "--rm", "-v", f"{src}:/x", "busybox", "true")
+        assert r.returncode == 125 and "--allow-sensitive-mounts" in r.stderr, (src, r.stderr)
+    assert berth.ids() == before
+    r = berth("run", "--rm", "--allow-sensitive-mounts", "-v", "/proc/sys:/x:ro", "busybox", "test", "-d", "/x/kernel")
+    assert r.returncode == 0 and "WARNING" in r.stderr

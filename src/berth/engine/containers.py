@@ -250,7 +250,10 @@ class Engine:
             else:
                 src = os.path.normpath(m.source)
                 real = os.path.realpath(src)
+                # below /proc, /sys, /dev, /boot, /etc too: /proc/sys or /sys/kernel are
+                # host kernel settings, /dev/* host devices, /etc/* host configuration
                 sensitive = real in SENSITIVE_PATHS or real == root_real or \
+                    any(real.startswith(p + "/") for p in SENSITIVE_PATHS if p != "/") or \
                     real.startswith(root_real + "/") or root_real.startswith(real.rstrip("/") + "/")
                 if sensitive:
                     if not opts.allow_sensitive_mounts:
