@@ -204,3 +204,19 @@ def test_paths_below_sensitive_host_paths_need_the_explicit_flag(berth, tmp_path
     assert berth.ids() == before
     r = berth("run", "--rm", "--allow-sensitive-mounts", "-v", "/proc/sys:/x:ro", "busybox", "test", "-d", "/x/kernel")
     assert r.returncode == 0 and "WARNING" in r.stderr
+
+
+def test_bad_dns_and_add_host_are_refused_before_anything_is_created(berth):
+    before = berth.ids()
+    for args in (["--dns", "bogus"], ["--add-host", "nohost"], ["--add-host", "h:notanip"],
+                 ["--network", "none", "--add-host", "h:host-gateway"]):
+        r = berth("run", *args, "busybox", "true")  # no --rm: a half-made container would stay
+        assert r.returncode == 125 and r.stderr.count("\n") == 1, (args, r.stderr)
+    assert berth.ids() == before
+
+
+def test_add_host_gateway_is_the_bridge_gateway(berth):
+    r = berth("run", "--rm", "--add-host", "hg:host-gateway", "busybox", "sh", "-c",
+              "grep -w hg /etc/hosts | cut -f1; ip route | awk '/^default/ {print $3}'")
+    hosts_ip, gw = r.stdout.split()
+    assert r.returncode == 0 and hosts_ip == gw

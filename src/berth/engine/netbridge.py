@@ -65,7 +65,7 @@ class BridgePlan(NetPlan):
             if maps:
                 self._reclaim_ports(nm, maps)
                 nm.publish(self.cid, maps)
-            hosts = [(h.partition(":")[0], h.partition(":")[2]) for h in self.extra_hosts]
+            hosts = _extra_hosts(self.extra_hosts, nm.endpoints(self.cid))
             nm.write_files(self.cid, self.hostname, mode="bridge", extra_hosts=hosts, dns_servers=self.dns)
         except BaseException:
             self.down()
@@ -116,7 +116,7 @@ class BridgePlan(NetPlan):
                                          p.get("proto") or "tcp") for p in self.endpoint.get("WantPorts", [])]
             if maps and not eps:
                 nm.publish(self.cid, maps)
-            hosts = [(h.partition(":")[0], h.partition(":")[2]) for h in self.extra_hosts]
+            hosts = _extra_hosts(self.extra_hosts, [ep])
             nm.write_files(self.cid, self.hostname, mode="bridge", extra_hosts=hosts, dns_servers=self.dns)
         except BaseException:
             self.down()
@@ -148,6 +148,17 @@ class BridgePlan(NetPlan):
 
     def settings(self) -> dict:
         return self._nm().container_settings(self.cid)
+
+
+def _extra_hosts(specs: list[str], eps) -> list[tuple[str, str]]:
+    """--add-host HOST:IP pairs; docker's ``host-gateway`` is the network's
+    gateway, the host's address on the container's bridge."""
+    gw = eps[0].gateway if eps else ""
+    out = []
+    for h in specs:
+        name, _, ip = h.partition(":")
+        out.append((name, gw if ip == "host-gateway" else ip.strip("[]")))
+    return out
 
 
 def _make(engine, lib, mode: str, cid: str, name: str) -> BridgePlan:

@@ -50,7 +50,7 @@ class NetPlan:
             host, sep, ip = h.partition(":")
             if not sep or not host or not ip:
                 raise UsageError(f"invalid --add-host {h!r}: expected HOST:IP")
-            hosts += f"{ip}\t{host}\n"
+            hosts += f"{'127.0.0.1' if ip == 'host-gateway' else ip.strip('[]')}\t{host}\n"  # host network: the host
         (cdir / "hosts").write_text(hosts)
         (cdir / "resolv.conf").write_text(_resolv_conf(opts.dns))
         ro = ["rbind", "rw"] if not opts.read_only else ["rbind", "ro"]

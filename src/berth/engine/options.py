@@ -314,6 +314,26 @@ def validate(opts: CreateOptions) -> None:
             raise UsageError(f"invalid environment variable {e!r}")
     if opts.log_max_file < 1:
         raise UsageError("invalid log option max-file: must be at least 1")
+    import ipaddress
+
+    # docker checks these when it parses the flags: nothing is created for a bad one
+    for h in opts.add_hosts:
+        host, sep, ip = h.partition(":")
+        if not sep or not host or not ip:
+            raise UsageError(f"invalid --add-host {h!r}: expected HOST:IP")
+        if ip == "host-gateway":
+            if opts.network == "none":
+                raise UsageError(f"invalid --add-host {h!r}: --network none has no gateway")
+            continue
+        try:
+            ipaddress.ip_address(ip.strip("[]"))
+        except ValueError:
+            raise UsageError(f"invalid --add-host {h!r}: {ip!r} is not an IP address") from None
+    for d in opts.dns:
+        try:
+            ipaddress.ip_address(d)
+        except ValueError:
+            raise UsageError(f"invalid --dns {d!r}: not an IP address") from None
     if opts.stop_signal:
         from berth.engine.containers import parse_signal
 
