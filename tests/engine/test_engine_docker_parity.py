@@ -220,3 +220,25 @@ def test_add_host_gateway_is_the_bridge_gateway(berth):
               "grep -w hg /etc/hosts | cut -f1; ip route | awk '/^default/ {print $3}'")
     hosts_ip, gw = r.stdout.split()
     assert r.returncode == 0 and hosts_ip == gw
+
+
+def _pids_max(berth, *args):
+    r = berth("run", "--rm", *args, "busybox", "sh", "-c",
+              "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_pids_limit_default_and_unlimited(berth):
+    # 2048 by default (issue 4); -1 and 0 mean unlimited as in docker's daemon
+    assert _pids_max(berth) == "2048"
+    assert _pids_max(berth, "--pids-limit", "-1") == "max"
+    assert _pids_max(berth, "--pids-limit", "0") == "max"
+
+
+def test_cpus_outside_the_hosts_range_is_refused_at_create(berth):
+    before = berth.ids()
+    for v in ("0.001", str(os.cpu_count() + 1)):
+        r = berth("run", "--cpus", v, "busybox", "true")
+        assert r.returncode == 125 and "--cpus" in r.stderr and r.stderr.count("\n") == 1
+    assert berth.ids() == before

@@ -7,6 +7,7 @@ flag leaves nothing half-created.
 
 from __future__ import annotations
 
+import os
 import re
 
 from berth.engine._record import factory, record
@@ -299,6 +300,10 @@ def validate(opts: CreateOptions) -> None:
         raise UsageError(f"invalid isolation {opts.isolation!r}: expected container or vm")
     if opts.memory and opts.memory < MIN_MEMORY:
         raise UsageError(f"invalid memory limit {opts.memory}: the minimum allowed is 6 MiB (6m)")
+    ncpu = os.cpu_count() or 1
+    if opts.cpus and not 0.01 <= opts.cpus <= ncpu:
+        raise UsageError(f"invalid --cpus {opts.cpus:g}: the range is 0.01 to {ncpu:.2f} "
+                         f"(this host has {ncpu} CPUs)")
     if opts.pids_limit < -1:
         raise UsageError(f"invalid --pids-limit {opts.pids_limit}")
     if opts.restart.name not in RESTART_POLICIES:

@@ -270,8 +270,8 @@ def build_spec(opts: CreateOptions, image_cfg: dict, rootfs: Path, cid: str, hos
         res["memory"] = {"limit": opts.memory}
     if opts.cpus:
         res["cpu"] = {"quota": int(opts.cpus * 100000), "period": 100000}
-    if opts.pids_limit > 0:
-        res["pids"] = {"limit": opts.pids_limit}
+    # -1 or 0: unlimited, as docker's daemon reads them ("max"; the base spec has 2048)
+    res["pids"] = {"limit": opts.pids_limit if opts.pids_limit > 0 else -1}
     ann = spec.setdefault("annotations", {})
     ann["org.berth.container.id"] = cid
     if opts.isolation == "vm":
