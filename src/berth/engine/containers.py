@@ -643,10 +643,10 @@ def _ensure_workdir(rootfs, cwd: str) -> None:
     """docker creates a missing working directory (root-owned, 0755) before
     the start. The path is resolved inside the rootfs, so an image's symlink
     (say /w -> /) cannot make berth create directories on the host."""
-    from berth.engine.fsutil import is_within, resolve_in_root
-
     if cwd in ("", "/"):
         return
+    from berth.engine.fsutil import is_within, resolve_in_root
+
     target = resolve_in_root(rootfs, cwd)
     if os.path.lexists(target):
         return  # a file there fails at start, as in docker

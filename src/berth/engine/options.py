@@ -319,9 +319,23 @@ def validate(opts: CreateOptions) -> None:
             raise UsageError(f"invalid environment variable {e!r}")
     if opts.log_max_file < 1:
         raise UsageError("invalid log option max-file: must be at least 1")
-    import ipaddress
-
     # docker checks these when it parses the flags: nothing is created for a bad one
+    if opts.add_hosts or opts.dns:
+        _check_hosts_and_dns(opts)
+    if opts.stop_signal:
+        from berth.engine.containers import parse_signal
+
+        try:  # docker refuses an unknown --stop-signal at create
+            parse_signal(opts.stop_signal)
+        except UsageError:
+            raise UsageError(f"invalid --stop-signal {opts.stop_signal!r}: expected a name such as SIGTERM "
+                             "or a number") from None
+
+
+def _check_hosts_and_dns(opts: CreateOptions) -> None:
+    """--add-host HOST:IP (or HOST:host-gateway) and --dns IP."""
+    import ipaddress  # only when asked: `run` start-up time
+
     for h in opts.add_hosts:
         host, sep, ip = h.partition(":")
         if not sep or not host or not ip:
@@ -339,11 +353,3 @@ def validate(opts: CreateOptions) -> None:
             ipaddress.ip_address(d)
         except ValueError:
             raise UsageError(f"invalid --dns {d!r}: not an IP address") from None
-    if opts.stop_signal:
-        from berth.engine.containers import parse_signal
-
-        try:  # docker refuses an unknown --stop-signal at create
-            parse_signal(opts.stop_signal)
-        except UsageError:
-            raise UsageError(f"invalid --stop-signal {opts.stop_signal!r}: expected a name such as SIGTERM "
-                             "or a number") from None
