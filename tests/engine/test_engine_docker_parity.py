@@ -242,3 +242,11 @@ def test_cpus_outside_the_hosts_range_is_refused_at_create(berth):
         r = berth("run", "--cpus", v, "busybox", "true")
         assert r.returncode == 125 and "--cpus" in r.stderr and r.stderr.count("\n") == 1
     assert berth.ids() == before
+
+
+def test_top_passes_ps_options_and_keeps_only_the_containers_rows(berth):
+    cid = berth.out("run", "-d", "busybox", "sleep", "60").strip()
+    out = berth.out("top", cid, "-o", "pid,comm").splitlines()
+    assert out[0].split() == ["PID", "COMMAND"] and [r.split()[1] for r in out[1:]] == ["sleep"]
+    r = berth("top", cid, "-o", "comm")
+    assert r.returncode == 125 and "PID column" in r.stderr

@@ -601,8 +601,9 @@ def cmd_top(argv, client, prog) -> int:
 
     p = Parser(prog=prog, description=CONTAINER_VERBS["top"])
     p.add_argument("container")
+    p.add_argument("ps_options", nargs=argparse.REMAINDER, help="ps options (default -ef columns)")
     a = p.parse_args(argv)
-    titles, rows = top(client.engine, client.engine.get(a.container))
+    titles, rows = top(client.engine, client.engine.get(a.container), a.ps_options)
     from berth.cli.format import _print_table
 
     _print_table([titles] + rows)

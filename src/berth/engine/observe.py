@@ -77,12 +77,28 @@ def container_pids(engine, rec: dict) -> list[int]:
     return pids
 
 
-def top(engine, rec: dict) -> tuple[list[str], list[list[str]]]:
-    """docker top: ps -ef columns for the container's processes."""
+def top(engine, rec: dict, ps_args: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """docker top: ps -ef columns for the container's processes; with
+    ``ps_args`` (``top C -o pid,comm``), host ``ps`` with them, rows of the container only."""
     rs = engine.run_state(rec)
     if rs.status not in ("running", "paused"):
         raise Conflict(f"top container {rec['Name']}: container is not running")
     pids = container_pids(engine, rec)
+    if ps_args:
+        from berth.errors import UsageError
+
+        p = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
+        lines = p.stdout.splitlines()
+        if p.returncode != 0:
+            why = (p.stderr.strip().splitlines() or ["failed"])[0]
+            raise UsageError(f"top container {rec['Name']}: ps {' '.join(ps_args)}: {why}")
+        if not lines or "PID" not in lines[0].split():
+            raise UsageError(f"top container {rec['Name']}: ps {' '.join(ps_args)}: the output needs a PID column")
+        titles = lines[0].split()
+        col = titles.index("PID")
+        want = {str(x) for x in pids}
+        rows = [ln.split(None, len(titles) - 1) for ln in lines[1:]]
+        return titles, [r for r in rows if len(r) > col and r[col] in want]
     out = subprocess.run(["ps", "-o", "user,pid,ppid,c,stime,tty,time,cmd", "-p", ",".join(map(str, pids))],
                          capture_output=True, text=True).stdout.splitlines()
     titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
