@@ -111,6 +111,7 @@ def test_a_stopped_container_frees_its_published_port(berth):
     old = berth.out("run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60").strip()
     berth.out("stop", "-t", "0", old)
     assert berth.out("ps", "-a", "-f", f"id={old}", "--format", "{{.Ports}}").strip() == ""
+    assert berth.out("port", old) == "" and berth("port", old, "80").returncode == 125
     new = berth.out("run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "60").strip()
     assert berth.out("port", new, "80").strip() == f"127.0.0.1:{port}"
     r = berth("start", old)

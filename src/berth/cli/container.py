@@ -656,7 +656,9 @@ def cmd_port(argv, client, prog) -> int:
     if want and "/" not in want:
         want += "/tcp"
     found = False
-    for pp in (rec.get("Network") or {}).get("Ports", []):
+    # docker: a stopped container publishes nothing (its ports may be someone else's now)
+    running = client.engine.run_state(rec).status in ("running", "paused")
+    for pp in (rec.get("Network") or {}).get("Ports", []) if running else []:
         key = f"{pp['container_port']}/{pp['proto']}"
         if want and key != want:
             continue
