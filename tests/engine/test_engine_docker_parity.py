@@ -251,3 +251,14 @@ def test_top_passes_ps_options_and_keeps_only_the_containers_rows(berth):
     assert out[0].split() == ["PID", "COMMAND"] and [r.split()[1] for r in out[1:]] == ["sleep"]
     r = berth("top", cid, "-o", "comm")
     assert r.returncode == 125 and "PID column" in r.stderr
+
+
+def test_unknown_tmpfs_option_is_refused_at_create(berth):
+    before = berth.ids()
+    for spec in ("/t:bogusopt", "/t:size="):
+        r = berth("run", "--network", "none", "--tmpfs", spec, "busybox", "true")
+        assert r.returncode == 125 and "--tmpfs" in r.stderr and r.stderr.count("\n") == 1
+    assert berth.ids() == before
+    r = berth("run", "--rm", "--network", "none", "--tmpfs", "/t:size=1m,mode=1777,noexec", "busybox",
+              "sh", "-c", "grep ' /t ' /proc/mounts")
+    assert r.returncode == 0 and "size=1024k" in r.stdout

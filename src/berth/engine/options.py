@@ -259,7 +259,18 @@ def parse_tmpfs(spec: str) -> MountSpec:
     """docker's --tmpfs /dst[:opts]."""
     dst, _, opts = spec.partition(":")
     _check_target(dst, spec)
-    return MountSpec("tmpfs", dst, "", False, tuple(o for o in opts.split(",") if o))
+    options = tuple(o for o in opts.split(",") if o)
+    for o in options:  # docker refuses an unknown one at create, not at start
+        key, eq, val = o.partition("=")
+        if (key not in _TMPFS_FLAGS or eq) and (key not in _TMPFS_VALUES or not val):
+            raise UsageError(f"invalid --tmpfs {spec!r}: unknown option {o!r}")
+    return MountSpec("tmpfs", dst, "", False, options)
+
+
+_TMPFS_FLAGS = {"rw", "ro", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime", "relatime",
+                "norelatime", "strictatime", "nostrictatime", "diratime", "nodiratime", "sync", "async",
+                "dirsync", "mand", "nomand"}
+_TMPFS_VALUES = {"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol", "huge"}
 
 
 def parse_env_file(path: str) -> list[str]:
