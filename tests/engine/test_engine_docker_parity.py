@@ -262,3 +262,10 @@ def test_unknown_tmpfs_option_is_refused_at_create(berth):
     r = berth("run", "--rm", "--network", "none", "--tmpfs", "/t:size=1m,mode=1777,noexec", "busybox",
               "sh", "-c", "grep ' /t ' /proc/mounts")
     assert r.returncode == 0 and "size=1024k" in r.stdout
+
+
+def test_ps_format_label_function_and_mounts_field(berth):
+    cid = berth.out("create", "-l", "com.example.tier=web", "-v", "/data", "busybox", "true").strip()
+    out = berth.out("ps", "-a", "-f", f"id={cid}", "--format", '{{.Label "com.example.tier"}}|{{.Label "nope"}}|{{.Mounts}}')
+    tier, missing, mounts = out.strip().split("|")
+    assert (tier, missing) == ("web", "") and len(mounts) == 64

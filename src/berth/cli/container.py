@@ -417,7 +417,8 @@ def ps_row(rec, rs, trunc: bool = True, cdir=None) -> dict:
         "Ports": ports_text(rec) if rs.status in ("running", "paused") else "",  # docker: none once stopped
         "Names": rec["Name"],
         "Labels": ",".join(f"{k}={v}" for k, v in (rec["Config"].get("Labels") or {}).items()),
-        "Networks": (rec.get("Network") or {}).get("Mode", ""),
+        "Networks": (rec.get("Network") or {}).get("Network") or (rec.get("Network") or {}).get("Mode", ""),
+        "Mounts": ",".join(m.get("Name") or m.get("Source") or m["Destination"] for m in rec.get("Mounts", [])),
         "Isolation": rec.get("Isolation", "container"),
         "ExitCode": rs.exit_code,
     }

@@ -11,7 +11,7 @@ from typing import Any
 
 from berth.errors import UsageError
 
-_FIELD = re.compile(r"{{\s*(json\s+)?\.([A-Za-z]*)\s*}}")
+_FIELD = re.compile(r"{{\s*(json\s+)?\.([A-Za-z]*)(?:\s+\"([^\"]*)\")?\s*}}")
 
 
 def human_duration(seconds: float) -> str:
@@ -47,7 +47,10 @@ def human_size(n: float) -> str:
 
 def render_template(fmt: str, row: dict[str, Any]) -> str:
     def sub(m: re.Match) -> str:
-        is_json, key = bool(m.group(1)), m.group(2)
+        is_json, key, arg = bool(m.group(1)), m.group(2), m.group(3)
+        if key == "Label" and arg is not None:  # docker's {{.Label "com.example.key"}}
+            labels = dict(x.partition("=")[::2] for x in str(row.get("Labels", "")).split(",") if x)
+            return labels.get(arg, "")
         if not key:
             return json.dumps(row, ensure_ascii=False)
         if key not in row:
