@@ -13,7 +13,9 @@ from berth.cli.common import run_guarded
 from berth.paths import DEFAULT_ENGINE_ROOT
 
 # name -> (module, one-line summary); docker's verbs and wording where docker has them.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "compare": ("berth.cli.compare", "Measure an image as container, VM and gVisor sandbox, side by side"),
+}
 
 GLOBAL_HELP = """\
 Usage: berth [OPTIONS] COMMAND [ARG...]
