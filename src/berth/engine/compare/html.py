@@ -24,6 +24,10 @@ def _svg(h: int, body: str, title: str) -> str:
             f'<rect width="{W}" height="{h}" fill="#fff"/>{body}</svg>')
 
 
+def _tick(s: float) -> str:
+    return f"{s * 1000:g} ms" if s < 1 else f"{s:g} s"
+
+
 def start_plot(doc: dict) -> str:
     """Warm samples as dots and the cold start as a ring, per mode, on a log axis."""
     modes = [m for m, c in doc["modes"].items() if c["available"] and c.get("startup")]
@@ -35,13 +39,13 @@ def start_plot(doc: dict) -> str:
     hi = 10 ** math.ceil(math.log10(max(vals)))
     if hi <= lo:
         hi = lo * 10
-    x = lambda v: LEFT + (W - LEFT - 20) * (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))  # noqa: E731
+    x = lambda v: LEFT + (W - LEFT - 40) * (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))  # noqa: E731
     h = 40 + ROW_H * len(modes) + 30
     parts = ['<text x="10" y="18" font-weight="bold">Start to exit (warm dots, cold ring), log scale</text>']
     d = lo
     while d <= hi * 1.0001:
         parts.append(f'<line x1="{x(d):.1f}" y1="28" x2="{x(d):.1f}" y2="{h - 28}" stroke="#ddd"/>'
-                     f'<text x="{x(d):.1f}" y="{h - 12}" text-anchor="middle" fill="#555">{secs(d)}</text>')
+                     f'<text x="{x(d):.1f}" y="{h - 12}" text-anchor="middle" fill="#555">{_tick(d)}</text>')
         d *= 10
     for i, m in enumerate(modes):
         y = 40 + ROW_H * i + ROW_H / 2
