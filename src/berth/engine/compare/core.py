@@ -59,13 +59,13 @@ def _fmt_s(s: float) -> str:
     return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
 
 
-def use_cases(modes: dict, caps: HostCaps) -> dict:
+def use_cases(modes: dict, caps: HostCaps, labels: dict[str, str]) -> dict:
     """Which declared requirements pick each mode (isolation auto's rules), with reasons from the rows."""
     ran = tuple(m for m, col in modes.items() if col["available"])
     out: dict = {m: {"recommended_for": [], "reasons": []} for m in modes}
     for label, reqs, untrusted in SCENARIOS:
         try:
-            mode, _ = choose(reqs, untrusted, {}, caps, modes=("container", "vm", "gvisor"))
+            mode, _ = choose(reqs, untrusted, labels, caps, modes=("container", "vm", "gvisor"))
         except BerthError:
             continue
         if mode in out and mode in ran:
@@ -80,16 +80,16 @@ def use_cases(modes: dict, caps: HostCaps) -> dict:
         if iso:
             top = iso["rules"][0]["text"] if iso["rules"] else "no finding reached the host"
             out[m]["reasons"].append(f"isolation {iso['score']}/10: {top}")
-    mode, why = choose(set(), False, {}, caps, modes=ran or ("container",))
-    out["recommendation"] = {"mode": mode if mode in ran else None, "reason": why,
-                             "untrusted": _safe_choose(True, caps, ran)}
+    # The image's own org.berth.requires label counts as declared for this workload.
+    out["recommendation"] = dict(_safe_choose(False, caps, ran, labels),
+                                 untrusted=_safe_choose(True, caps, ran, labels))
     return out
 
 
-def _safe_choose(untrusted: bool, caps: HostCaps, ran: tuple) -> dict:
+def _safe_choose(untrusted: bool, caps: HostCaps, ran: tuple, labels: dict[str, str]) -> dict:
     try:
-        mode, why = choose(set(), untrusted, {}, caps, modes=ran)
-        return {"mode": mode, "reason": why}
+        mode, why = choose(set(), untrusted, labels, caps, modes=ran)
+        return {"mode": mode if mode in ran else None, "reason": why}
     except BerthError as e:
         return {"mode": None, "reason": str(e)}
 
@@ -138,12 +138,12 @@ def compare(root: str, ref: str, argv: list[str] | None = None, *, runs: int = 5
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
         "duration_s": time.time() - t0,
         "image": {"ref": ref, "source": image.source, "size_bytes": image.size_bytes,
-                  "fetch_bytes": image.fetch_bytes, "notes": image.notes},
+                  "fetch_bytes": image.fetch_bytes, "notes": image.notes, "labels": image.labels},
         "workload": {"argv": argv},
         "params": {"runs": runs, "scale": scale, "modes": modes},
         "host": {"kernel": host["kernel"], "cpus": host["nproc"], "mem_available_bytes": mem_available(),
                  "kvm": caps.kvm, "kvm_reason": caps.kvm_reason, "vm": caps.vm, "vm_reason": caps.vm_reason,
                  "runsc": caps.runsc},
         "modes": cols,
-        "use_cases": use_cases(cols, caps),
+        "use_cases": use_cases(cols, caps, image.labels),
     }

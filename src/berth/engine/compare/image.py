@@ -30,6 +30,7 @@ class ImageRef:
     fetch_bytes: int  # compressed layers a new host downloads
     source: str  # "store" or "builtin"
     notes: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def _from_store(root: str, ref: str) -> ImageRef | None:
@@ -37,17 +38,17 @@ def _from_store(root: str, ref: str) -> ImageRef | None:
         from berth.image.store import ImageStore  # lands with the images branch
     except ImportError:
         return None
+    store = ImageStore(root)
     try:
-        store = ImageStore(root)
         img = store.get(ref)
-    except Exception:  # noqa: BLE001 - a missing image falls back to the builtin below
-        return None
+    except NotFound:
+        return None  # the builtin busybox below may still stand in
     layers = [Path(p) for p in store.layer_dirs(img)]
-    fetch = 0
-    for layer in getattr(img, "layers", []) or []:
-        fetch += int(getattr(layer, "size", 0) or (layer.get("size", 0) if isinstance(layer, dict) else 0))
-    size = sum(du_bytes(p) for p in layers)
-    return ImageRef(ref, layers, size, fetch or int(getattr(img, "size", 0) or 0), "store")
+    # The manifest's layer descriptors carry the compressed sizes a pull downloads.
+    fetch = sum(int(d.get("size", 0)) for d in img.layers)
+    labels = (img.config.get("config") or {}).get("Labels") or {}
+    return ImageRef(ref, layers, sum(du_bytes(p) for p in layers), fetch, "store",
+                    [f"image {img.short_id} from the engine's store"], dict(labels))
 
 
 def _gzip_size(rootfs: Path) -> int:
