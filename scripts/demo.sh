@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# berth's main job on its built-in default image. Replaced as the engine and
-# compare land: for now berth-runtime runs a busybox bundle.
+# berth's main job on its built-in default image: the article's VM-versus-container
+# table (shared/seed), measured on this host for busybox (docs/compare.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m berth.demo
+report="${TMPDIR:-/tmp}/berth-compare-busybox.html"
+.venv/bin/berth compare busybox --html "$report"
+echo "plots and the same table: $report"
