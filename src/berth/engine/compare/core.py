@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ SCENARIOS: list[tuple[str, set[str], bool]] = [
 
 def container_driver(workdir: Path) -> ModeDriver:
     """berth's own runtime when it answers, else runc (the reference runtime)."""
-    ours = RuntimeCLIDriver("container", [str(Path(os.sys.prefix) / "bin" / "berth-runtime")], workdir)
+    ours = RuntimeCLIDriver("container", [str(Path(sys.prefix) / "bin" / "berth-runtime")], workdir)
     if ours.available()[0]:
         return ours
     return RuntimeCLIDriver("container", ["runc"], workdir)
