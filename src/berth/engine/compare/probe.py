@@ -32,10 +32,12 @@ DANGEROUS: list[tuple[str, str, str]] = [
      "echo x > /tmp/.pk.ko; insmod /tmp/.pk.ko 2>&1 | grep -qi -e invalid -e 'exec format'; r=$?; rm -f /tmp/.pk.ko; exit $r"),
 ]
 # Host-wide kernel settings an escape goes through (core_pattern and modprobe run a
-# program as root on the host; uevent_helper likewise); directories are tested by mkdir.
+# program as root on the host; uevent_helper likewise). Directories are cgroup
+# hierarchies (v2 root, v1 memory): writable when mkdir makes a real cgroup (the
+# release_agent escape, CVE-2022-0492, starts with that).
 WRITABLE_PATHS = [
     "/proc/sys/kernel/core_pattern", "/proc/sys/kernel/modprobe", "/proc/sys/vm/overcommit_memory",
-    "/proc/sys/net/ipv4/ip_forward", "/sys/kernel/uevent_helper", "/sys/fs/cgroup", "/sys/kernel/mm",
+    "/proc/sys/net/ipv4/ip_forward", "/sys/kernel/uevent_helper", "/sys/fs/cgroup", "/sys/fs/cgroup/memory",
 ]
 READABLE_PATHS = ["/proc/kcore", "/proc/kallsyms", "/sys/firmware", "/proc/keys"]
 
@@ -71,9 +73,11 @@ def _script(token: str) -> str:
     for key, _, cmd in DANGEROUS:
         lines.append(f"( {cmd} ) >/dev/null 2>&1 && echo 'op_{key}=ok' || echo 'op_{key}=denied'")
     # busybox's test -w is always true for root, so write for real: a file gets its own
-    # current value back (a no-op where it is allowed), a directory gets a probe subdirectory.
+    # current value back (a no-op where it is allowed), a cgroup directory a child cgroup
+    # (a private tmpfs at /sys/fs/cgroup takes the mkdir but grows no cgroup.procs).
     for path in WRITABLE_PATHS:
-        cmd = (f'if [ -d {path} ]; then mkdir {path}/.berth-probe && rmdir {path}/.berth-probe; '
+        cmd = (f'if [ -d {path} ]; then d={path}/.berth-probe-$$; mkdir $d || exit 1; '
+               f'[ -e $d/cgroup.procs ]; r=$?; rmdir $d; exit $r; '
                f'else v=$(cat {path}) && printf "%s\\n" "$v" > {path}; fi')
         lines.append(f"( {cmd} ) >/dev/null 2>&1 && echo 'writable_{path}=yes' || echo 'writable_{path}=no'")
     # Readable means there is content: masked paths are empty tmpfs or /dev/null.
