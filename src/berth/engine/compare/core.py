@@ -11,7 +11,8 @@ from berth import __version__
 from berth.engine.advise import HostCaps, choose
 from berth.errors import BerthError, UsageError
 
-from .image import resolve
+from .enginedrv import EngineDriver
+from .image import ImageRef, resolve
 from .measure import ModeMeasurer, mem_available
 from .modes import ModeDriver, RuntimeCLIDriver
 from .probe import HostMarker, host_view
@@ -40,12 +41,29 @@ def container_driver(workdir: Path) -> ModeDriver:
     return RuntimeCLIDriver("container", ["runc"], workdir)
 
 
-def make_driver(name: str, workdir: Path) -> ModeDriver:
+def _engine_runs() -> bool:
+    from berth.cli.main import COMMANDS
+
+    return "run" in COMMANDS
+
+
+def make_driver(name: str, workdir: Path, root: str, image: ImageRef) -> ModeDriver:
+    """The engine (``berth run``) for images in its store; else the runtime or QEMU directly."""
+    engine_why = ""
+    if name in ("container", "vm") and image.source == "store" and _engine_runs():
+        d = EngineDriver(name, name, root, image)
+        ok, engine_why = d.available()
+        if ok:
+            return d
     if name == "container":
-        return container_driver(workdir)
-    if name == "gvisor":
-        return RuntimeCLIDriver("gvisor", ["runsc"], workdir, global_flags=["--network=none"])
-    return QemuVMDriver(workdir)
+        d = container_driver(workdir)
+    elif name == "gvisor":
+        d = RuntimeCLIDriver("gvisor", ["runsc"], workdir, global_flags=["--network=none"])
+    else:
+        d = QemuVMDriver(workdir)
+    if engine_why:
+        d.via += f" (berth run --isolation {name}: {engine_why})"
+    return d
 
 
 def parse_modes(text: str) -> list[str]:
@@ -119,7 +137,7 @@ def compare(root: str, ref: str, argv: list[str] | None = None, *, runs: int = 5
     t0 = time.time()
     try:
         for name in modes:
-            d = (drivers or {}).get(name) or make_driver(name, work)
+            d = (drivers or {}).get(name) or make_driver(name, work, root, image)
             ok, why = d.available()
             if not ok:
                 cols[name] = {"available": False, "reason": why, "via": d.via, "errors": {}}

@@ -107,9 +107,9 @@ class Launched:
 
 
 def run_timed(argv: list[str], timeout: float, *, begin: bytes | None = None,
-              cleanup: Callable[[], None] | None = None) -> RunResult:
+              cleanup: Callable[[], None] | None = None, env: dict | None = None) -> RunResult:
     """Run ``argv`` to completion; on timeout kill it (and call ``cleanup``)."""
-    lp = Launched(argv, begin=begin)
+    lp = Launched(argv, begin=begin, env=env)
     done = lp.pump(None, lp.t0 + timeout)
     if not done:
         lp.kill()

@@ -103,7 +103,6 @@ class ModeMeasurer:
             time.sleep(0.3)  # let the runtime's own set-up settle before weighing
             pids = inst.host_pids()
             per = [{"pid": p, "comm": procs.comm(p), "pss_bytes": procs.pss_bytes([p])} for p in pids]
-            cpu = procs.cpu_seconds(pids)
             disk = inst.disk_bytes()
         finally:
             inst.stop()
@@ -111,8 +110,9 @@ class ModeMeasurer:
         return {
             "idle_memory_bytes": sum(x["pss_bytes"] for x in per),
             "idle_processes": per,
-            "start_cpu_seconds": percentile(cpu_runs, 50) if cpu_runs else cpu,
-            "idle_start_cpu_seconds": cpu,
+            "start_cpu_seconds": inst.cpu_at_ready,
+            "run_cpu_seconds": percentile(cpu_runs, 50) if cpu_runs else None,
+            "ready_s": inst.t_ready,
             "image_disk_bytes": self.image.size_bytes,
             "instance_disk_bytes": disk,
         }

@@ -26,6 +26,7 @@ IDLE_ARGV = ["sh", "-c", "echo ready; exec sleep 1000000"]
 
 class Instance(Protocol):
     t_ready: float  # seconds from launch to the workload's "ready"
+    cpu_at_ready: float  # CPU seconds its host processes (and those they reaped) had used by then
 
     def host_pids(self) -> list[int]: ...
     def disk_bytes(self) -> int: ...
@@ -61,6 +62,7 @@ class RuntimeInstance:
     bundle: Bundle
     launched: Launched
     t_ready: float = 0.0
+    cpu_at_ready: float = 0.0
     _stopped: bool = field(default=False, repr=False)
 
     def host_pids(self) -> list[int]:
@@ -144,6 +146,7 @@ class RuntimeCLIDriver:
             raise RuntimeFailure(f"start idle {self.name} instance {cid}: not ready within {timeout:.0f}s: "
                                  f"{lp.err.decode(errors='replace').strip()[-200:]}")
         inst.t_ready = time.perf_counter() - lp.t0
+        inst.cpu_at_ready = procs.cpu_seconds(inst.host_pids())
         return inst
 
     def close(self) -> None:

@@ -21,6 +21,11 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
+def parent(pid: int) -> int | None:
+    f = _stat_fields(pid)
+    return int(f[1]) if f else None
+
+
 def children_map() -> dict[int, list[int]]:
     """Parent pid -> child pids, for every process on the host right now."""
     kids: dict[int, list[int]] = {}

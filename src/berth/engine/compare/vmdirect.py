@@ -75,6 +75,7 @@ class VMInstance:
     launched: Launched
     initrd: Path
     t_ready: float = 0.0
+    cpu_at_ready: float = 0.0
     _stopped: bool = field(default=False, repr=False)
 
     def host_pids(self) -> list[int]:
@@ -173,6 +174,7 @@ class QemuVMDriver:
             inst.stop()
             raise RuntimeFailure(f"start idle VM: guest not ready within {timeout:.0f}s")
         inst.t_ready = time.perf_counter() - lp.t0
+        inst.cpu_at_ready = procs.cpu_seconds(inst.host_pids())
         return inst
 
     def close(self) -> None:
