@@ -62,7 +62,7 @@ def make_driver(name: str, workdir: Path, root: str, image: ImageRef) -> ModeDri
     else:
         d = QemuVMDriver(workdir)
     if engine_why:
-        d.via += f" (berth run --isolation {name}: {engine_why})"
+        d.via += f" (berth run --isolation {name} failed: {engine_why[-80:]})"
     return d
 
 
