@@ -237,6 +237,9 @@ def test_kernel_refusal_names_value_and_file(cg):
         ({"memory": {"limit": "64m"}}, r"linux.resources.memory.limit: expected an integer"),
         ({"memory": {"limit": 0}}, r"memory.limit: 0 is not a limit"),
         ({"memory": {"limit": 64 * MiB, "swap": 32 * MiB}}, r"swap: .* is below the memory limit"),
+        ({"memory": {"limit": 4096}}, r"memory.limit: 4096 is below the minimum 1048576"),
+        ({"memory": {"swap": 32 * MiB}}, r"cannot limit swap without a memory limit"),
+        ({"memory": {"limit": 32 * MiB, "reservation": 64 * MiB}}, r"reservation: .* is above the memory limit"),
         ({"pids": {"limit": True}}, r"pids.limit: expected an integer"),
         ({"cpu": {"shares": 1 << 20}}, r"cpu.shares: .* out of range"),
         ({"devices": [{"allow": True, "type": "x"}]}, r"devices\[0\].type"),
@@ -318,3 +321,20 @@ def test_other_signals_leave_a_paused_container_paused(cg, procs):
     assert cg.is_frozen() and p.poll() is None
     cg.thaw()
     assert p.wait(timeout=10) == -signal.SIGTERM  # delivered on thaw
+
+
+def test_failed_create_is_one_line_and_leaves_nothing():
+    # "memory.limit_in_bytes" is a file in the memory hierarchy only: the
+    # directories made in the hierarchies before it must be removed again.
+    top = unique_name()
+    c = cgroups.open_cgroup(f"/{top}/memory.limit_in_bytes/x", "x")
+    try:
+        with pytest.raises(RuntimeFailure, match=r"^create cgroup /sys/fs/cgroup/memory/.*: Not a directory$"):
+            c.create()
+        for m in (*c.mounts.values(), c.unified):
+            assert not os.path.exists(os.path.join(m, top)), m
+    finally:
+        for m in (*c.mounts.values(), "/sys/fs/cgroup/unified"):
+            for sub in (f"{top}/memory.limit_in_bytes/x", f"{top}/memory.limit_in_bytes", top):
+                if os.path.isdir(os.path.join(m, sub)):
+                    os.rmdir(os.path.join(m, sub))

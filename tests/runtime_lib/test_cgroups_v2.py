@@ -153,3 +153,17 @@ def test_v2_sigkill_reaches_a_frozen_cgroup(v2cg, procs):
     v2cg.freeze()
     v2cg.kill_all(signal.SIGKILL)
     assert p.wait(timeout=10) == -signal.SIGKILL
+
+
+@pytest.mark.parametrize(
+    "memory, match",
+    [
+        ({"limit": 4096}, r"below the minimum"),
+        ({"limit": 0}, r"0 is not a limit"),
+        ({"swap": 1 << 30}, r"without a memory limit"),
+        ({"limit": "1g"}, r"expected an integer"),
+    ],
+)
+def test_v2_memory_config_errors_come_before_any_write(v2cg, memory, match):
+    with pytest.raises(ConfigError, match=match):
+        v2cg.apply({"memory": memory})

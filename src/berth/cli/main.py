@@ -13,7 +13,9 @@ from berth.cli.common import run_guarded
 from berth.paths import DEFAULT_ENGINE_ROOT
 
 # name -> (module, one-line summary); docker's verbs and wording where docker has them.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("berth.cli.build", "Build an image from a Containerfile"),
+}
 
 GLOBAL_HELP = """\
 Usage: berth [OPTIONS] COMMAND [ARG...]

@@ -19,11 +19,26 @@ def make_rootfs(dest: str | os.PathLike) -> Path:
     if not os.path.exists(BUSYBOX):
         raise NotFound(f"bootstrap busybox: {BUSYBOX} missing (run the README's set-up)")
     root = Path(dest)
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root", "var", "run"):
+    for d in (
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "etc",
+        "root",
+        "var",
+        "run",
+    ):
         (root / d).mkdir(parents=True, exist_ok=True)
     os.chmod(root / "tmp", 0o1777)
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list-full"], check=True, capture_output=True, text=True).stdout.split()
+    applets = subprocess.run(
+        [BUSYBOX, "--list-full"], check=True, capture_output=True, text=True
+    ).stdout.split()
     for path in applets:
         link = root / path
         if not link.exists() and not link.is_symlink():

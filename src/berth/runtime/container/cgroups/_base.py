@@ -17,6 +17,9 @@ from berth.errors import ConfigError, RuntimeFailure
 # rmdir of a cgroup whose last task has just exited can fail with EBUSY for a
 # short while (the kernel releases the css asynchronously): retry this long.
 RMDIR_RETRY_SECONDS = 1.0
+# signal.SIGKILL without importing signal (and with it enum: ~3 ms at start-up)
+SIGKILL = 9
+
 # How long freeze() waits for every task to reach the frozen state.
 FREEZE_TIMEOUT_SECONDS = 2.0
 
@@ -80,7 +83,7 @@ def read_keyed(path: str) -> dict[str, int]:
 
 
 def mkdirs(path: str) -> list[str]:
-    """``mkdir -p``; returns the directories it created, top-down."""
+    """``mkdir -p``; returns the directories it created, top-down (none on failure)."""
     made: list[str] = []
     todo: list[str] = []
     p = path
@@ -94,8 +97,18 @@ def mkdirs(path: str) -> list[str]:
         except FileExistsError:
             pass
         except OSError as e:
+            rmdirs(made)
             raise RuntimeFailure(f"create cgroup {d}: {os.strerror(e.errno)}") from None
     return made
+
+
+def rmdirs(made: list[str]) -> None:
+    """Undo ``mkdirs``: remove the directories it made, deepest first."""
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def procs_recursive(top: str) -> list[int]:
@@ -176,6 +189,31 @@ def section(res: dict, key: str, where: str = "linux.resources") -> dict:
     return val
 
 
+# Below this a container dies before its first exec; the engine may apply
+# docker's stricter 6 MB, the runtime refuses only what cannot work.
+MIN_MEMORY_LIMIT = 1 << 20
+
+
+def check_memory(
+    limit: int | None, swap: int | None, reservation: int | None, usage: int | None, cgroup: str
+) -> None:
+    """The checks both backends make before writing memory limits."""
+    w = "linux.resources.memory"
+    if limit == 0:
+        raise ConfigError(f"{w}.limit: 0 is not a limit (use -1 for unlimited)")
+    if limit is not None and 0 < limit < MIN_MEMORY_LIMIT:
+        raise ConfigError(f"{w}.limit: {limit} is below the minimum {MIN_MEMORY_LIMIT} (1 MiB)")
+    if limit is not None and limit > 0 and usage and limit < usage:
+        raise ConfigError(f"{w}.limit: {limit} is below the current usage {usage} of {cgroup}")
+    if swap not in (None, 0, -1):
+        if limit is None or limit == -1:
+            raise ConfigError(f"{w}.swap: cannot limit swap without a memory limit")
+        if swap < limit:
+            raise ConfigError(f"{w}.swap: {swap} is below the memory limit {limit}")
+    if reservation and reservation > 0 and limit and limit > 0 and reservation > limit:
+        raise ConfigError(f"{w}.reservation: {reservation} is above the memory limit {limit}")
+
+
 def device_rule(rule: object, i: int) -> tuple[bool, str]:
     """One linux.resources.devices entry as (allow, "type major:minor access")."""
     where = f"linux.resources.devices[{i}]"
@@ -217,22 +255,31 @@ class Cgroup:
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
+        """Make the cgroup directories (and parents); removes them again on failure."""
         raise NotImplementedError
 
     def apply(self, resources: dict) -> None:
+        """Write runtime-spec linux.resources. Bad values raise ConfigError,
+        kernel refusals RuntimeFailure; earlier sections may already be
+        written then, so a failed create is followed by ``destroy()``."""
         raise NotImplementedError
 
     def add(self, pid: int) -> None:
+        """Move the process ``pid`` (all its threads) into the cgroup."""
         raise NotImplementedError
 
     def destroy(self) -> None:
+        """Remove the cgroup and its sub-cgroups, bottom-up; kills nothing and
+        waits for nothing (kill_all first). EBUSY is retried for a moment."""
         raise NotImplementedError
 
     # -- processes ---------------------------------------------------------
     def pids(self) -> list[int]:
+        """Every process in the cgroup and its sub-cgroups."""
         raise NotImplementedError
 
     def kill_all(self, sig: int) -> None:
+        """Send ``sig`` to every process, frozen in place while listing."""
         raise NotImplementedError
 
     # -- freezer -----------------------------------------------------------
@@ -247,6 +294,9 @@ class Cgroup:
 
     # -- accounting --------------------------------------------------------
     def stats(self) -> dict:
+        """{"memory": {usage, limit, max_usage, failcnt, oom_kill},
+        "cpu": {usage_ns}, "pids": {current, limit}}; -1 is unlimited,
+        None a value this host does not report."""
         raise NotImplementedError
 
     def oom_killed(self) -> bool:

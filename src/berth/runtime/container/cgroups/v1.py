@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 
 from berth.errors import ConfigError, RuntimeFailure
 
 from ._base import (
     FREEZE_TIMEOUT_SECONDS,
+    SIGKILL,
     Cgroup,
+    check_memory,
     device_rule,
     int_field,
     mkdirs,
@@ -36,6 +37,7 @@ from ._base import (
     read_int,
     read_keyed,
     read_opt,
+    rmdirs,
     rmtree_cgroup,
     section,
     signal_pids,
@@ -96,12 +98,17 @@ class V1Cgroup(Cgroup):
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
-        for key, d in self.dirs.items():
-            mkdirs(d)
-            if "cpuset" in key.split(","):
-                self._fill_cpuset(key, d)
-        if self.unified:
-            mkdirs(self.unified)
+        made: list[str] = []
+        try:
+            for key, d in self.dirs.items():
+                made += mkdirs(d)
+                if "cpuset" in key.split(","):
+                    self._fill_cpuset(key, d)
+            if self.unified:
+                made += mkdirs(self.unified)
+        except RuntimeFailure:
+            rmdirs(made)  # nothing half-made: not even in the hierarchies that worked
+            raise
 
     def _fill_cpuset(self, key: str, leaf: str) -> None:
         """Copy cpus/mems down from the first ancestor that has them."""
@@ -173,18 +180,12 @@ class V1Cgroup(Cgroup):
         ):
             return
         d = self._need("memory", w)
-        if limit == 0:
-            raise ConfigError(f"{w}.limit: 0 is not a limit (use -1 for unlimited)")
-        if limit is not None and limit > 0:
-            usage = read_int(os.path.join(d, "memory.usage_in_bytes")) or 0
-            if limit < usage:
-                raise ConfigError(
-                    f"{w}.limit: {limit} is below the current usage {usage} of {d}"
-                )
+        if swap == 0:
+            swap = None  # 0 means unset (runc)
+        usage = read_int(os.path.join(d, "memory.usage_in_bytes")) if limit and limit > 0 else None
+        check_memory(limit, swap, reservation, usage, d)
         if limit == -1 and swap is None:
             swap = -1  # unlimited memory with unset swap means both unlimited (runc)
-        if swap is not None and limit is not None and limit > 0 and 0 <= swap < limit:
-            raise ConfigError(f"{w}.swap: {swap} is below the memory limit {limit}")
         memsw = os.path.join(d, "memory.memsw.limit_in_bytes")
         have_memsw = os.path.exists(memsw)
         if swap is not None and not have_memsw and swap not in (-1, limit):
@@ -373,7 +374,7 @@ class V1Cgroup(Cgroup):
             # A v1-frozen task only acts on SIGKILL once thawed, so a kill of a
             # paused container thaws it too (as runc does); other signals leave
             # a paused container paused.
-            if frozen or (was_frozen and sig == signal.SIGKILL):
+            if frozen or (was_frozen and sig == SIGKILL):
                 self.thaw()
 
     # -- freezer -----------------------------------------------------------

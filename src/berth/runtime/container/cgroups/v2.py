@@ -21,14 +21,15 @@ eBPF program of type BPF_PROG_TYPE_CGROUP_DEVICE attached to the cgroup
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from berth.errors import ConfigError, RuntimeFailure
 
 from ._base import (
     FREEZE_TIMEOUT_SECONDS,
+    SIGKILL,
     Cgroup,
+    check_memory,
     device_rule,
     int_field,
     mkdirs,
@@ -118,7 +119,7 @@ class V2Cgroup(Cgroup):
 
     # -- lifecycle ---------------------------------------------------------
     def create(self) -> None:
-        mkdirs(self.dir)
+        mkdirs(self.dir)  # the only step that can fail; controllers are best effort
         if not self.controllers:
             return
         chain = []
@@ -181,14 +182,10 @@ class V2Cgroup(Cgroup):
         swap = int_field(mem, "swap", w, minimum=-1)
         reservation = int_field(mem, "reservation", w, minimum=-1)
         # swappiness, kernel, kernelTCP and disableOOMKiller have no v2 file: ignored (runc).
-        if limit == 0:
-            raise ConfigError(f"{w}.limit: 0 is not a limit (use -1 for unlimited)")
+        usage = read_int(self._f("memory.current")) if limit and limit > 0 else None
+        # memory.max below usage would not fail: the kernel would OOM-kill the container.
+        check_memory(limit, swap, reservation, usage, self.dir)
         swap_max = swap_to_v2(swap, limit)
-        if limit is not None and limit > 0:
-            usage = read_int(self._f("memory.current")) or 0
-            if limit < usage:
-                # memory.max below usage would make the kernel OOM-kill the container.
-                raise ConfigError(f"{w}.limit: {limit} is below the current usage {usage} of {self.dir}")
         if swap_max is not None and os.path.exists(self._f("memory.swap.max")):
             self._write("memory.swap.max", _max(swap_max), "memory")
         elif swap_max not in (None, -1):
@@ -310,7 +307,7 @@ class V2Cgroup(Cgroup):
         return procs_recursive(self.dir)
 
     def kill_all(self, sig: int) -> None:
-        if sig == signal.SIGKILL and os.path.exists(self._f("cgroup.kill")):
+        if sig == SIGKILL and os.path.exists(self._f("cgroup.kill")):
             write(self._f("cgroup.kill"), "1")
             return
         frozen = False
