@@ -1,6 +1,8 @@
 """Modes that cannot run, rows that fail, and bad input: reported in one line, never a crash."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -87,24 +89,27 @@ def test_bad_input_gets_one_line_and_exit_125(tmp_path):
     assert not (tmp_path / "nodir").exists()
 
 
-def test_initramfs_layers_apply_whiteouts(tmp_path):
-    from berth.engine.compare.initramfs import _merged
+def test_vm_initramfs_applies_the_layers_whiteouts(tmp_path):
+    """Layers as the store unpacks them (0:0 whiteouts, opaque dirs) flatten into the VM's initramfs."""
+    from berth.engine.compare.initramfs import init_archive, write_image_archive
+    from berth.image.extract import OVERLAY_OPAQUE_XATTR
 
     low, up = tmp_path / "low", tmp_path / "up"
-    (low / "etc").mkdir(parents=True)
-    (low / "etc" / "gone").write_text("x")
-    (low / "etc" / "kept").write_text("x")
-    (low / "opq").mkdir()
-    (low / "opq" / "old").write_text("x")
-    (up / "etc").mkdir(parents=True)
-    (up / "etc" / ".wh.gone").write_text("")
-    (up / "opq").mkdir()
-    (up / "opq" / ".wh..wh..opq").write_text("")
+    for d in (low / "etc", low / "opq", up / "etc", up / "opq"):
+        d.mkdir(parents=True)
+    for f in ("etc/gone", "etc/kept", "opq/old"):
+        (low / f).write_text("x")
+    os.mknod(up / "etc" / "gone", 0o600 | stat.S_IFCHR, os.makedev(0, 0))
+    os.setxattr(up / "opq", OVERLAY_OPAQUE_XATTR, b"y")
     (up / "opq" / "new").write_text("y")
-    files = _merged([low, up])
-    assert "etc/kept" in files and "etc/gone" not in files
-    assert "opq/new" in files and "opq/old" not in files
-    assert files["opq/new"] == up / "opq" / "new"
+    arch = tmp_path / "img.cpio"
+    write_image_archive([low, up], arch)
+    with open(arch, "ab") as f:
+        f.write(init_archive("#!/bin/sh\n"))
+    names = subprocess.run(["cpio", "-it", "--quiet"], stdin=open(arch, "rb"), capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert "etc/kept" in names and "opq/new" in names and "init" in names
+    assert "etc/gone" not in names and "opq/old" not in names
 
 
 def test_schema_file_ships_with_the_package():

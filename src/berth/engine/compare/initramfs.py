@@ -7,8 +7,12 @@ any devtmpfs exists).
 """
 
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
+
+from berth.image.rootfs import copy_layer_flat
 
 TRAILER = "TRAILER!!!"
 
@@ -21,43 +25,35 @@ def _entry(name: str, mode: int, data: bytes = b"", ino: int = 0, rdev: tuple[in
     return head + data + b"\0" * (-len(data) % 4)
 
 
-def _merged(layers: list[Path]) -> dict[str, Path]:
-    """Relative path -> the layer file that wins (upper layers override, whiteouts delete)."""
-    files: dict[str, Path] = {}
-    for layer in layers:
-        for dirpath, dirnames, filenames in os.walk(layer):
-            rel_dir = os.path.relpath(dirpath, layer)
-            for name in sorted(dirnames + filenames):
-                rel = os.path.normpath(os.path.join(rel_dir, name))
-                if name == ".wh..wh..opq":
-                    parent = os.path.dirname(rel)
-                    for k in [k for k in files if k.startswith(parent + "/")]:
-                        del files[k]
-                elif name.startswith(".wh."):
-                    gone = os.path.join(os.path.dirname(rel), name[4:])
-                    for k in [k for k in files if k == gone or k.startswith(gone + "/")]:
-                        del files[k]
-                else:
-                    files[rel] = Path(dirpath) / name
-    return files
-
-
 def write_image_archive(layers: list[Path], dest: Path) -> int:
-    """Write the merged layers as a newc archive (without trailer) to ``dest``; returns its size."""
+    """Write the image's flattened layers as a newc archive (without trailer) to ``dest``; returns its size."""
     tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as out:
-        for ino, (rel, src) in enumerate(sorted(_merged(layers).items()), start=1):
-            st = os.lstat(src)
-            if stat.S_ISLNK(st.st_mode):
-                data = os.readlink(src).encode()
-            elif stat.S_ISREG(st.st_mode):
-                data = src.read_bytes()
-            elif stat.S_ISDIR(st.st_mode):
-                data = b""
-            else:
-                continue  # device nodes, fifos, sockets: the guest's devtmpfs provides devices
-            out.write(_entry(rel, st.st_mode, data, ino))
-    os.replace(tmp, dest)
+    stage = Path(tempfile.mkdtemp(prefix=".flat-", dir=dest.parent))
+    try:
+        # Layers bottom first, whiteouts and opaque dirs applied as the engine's copy fallback does.
+        for layer in layers:
+            copy_layer_flat(Path(layer), stage)
+        with open(tmp, "wb") as out:
+            ino = 0
+            for dirpath, dirnames, filenames in os.walk(stage):
+                dirnames.sort()
+                for name in sorted(dirnames + filenames):
+                    src = Path(dirpath) / name
+                    st = os.lstat(src)
+                    if stat.S_ISLNK(st.st_mode):
+                        data = os.readlink(src).encode()
+                    elif stat.S_ISREG(st.st_mode):
+                        data = src.read_bytes()
+                    elif stat.S_ISDIR(st.st_mode):
+                        data = b""
+                    else:
+                        continue  # device nodes, fifos, sockets: the guest's devtmpfs provides devices
+                    ino += 1
+                    out.write(_entry(str(src.relative_to(stage)), st.st_mode, data, ino))
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        tmp.unlink(missing_ok=True)
     return dest.stat().st_size
 
 
