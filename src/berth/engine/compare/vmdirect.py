@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from berth.errors import RuntimeFailure
+from berth.errors import BerthError, RuntimeFailure
 
 from . import procs
 from .image import ImageRef
@@ -51,18 +51,23 @@ def guest_kernel() -> str | None:
 
 
 def accel_probe() -> tuple[str, str]:
-    """(accel, reason): the VM backend's probe when installed, else /dev/kvm plus CPU flags."""
+    """(accel, reason): the VM backend's probe when installed (it boots a KVM guest once and
+    caches the answer), else /dev/kvm plus the CPU's vmx/svm flags."""
+    kernel = guest_kernel()
     try:
-        from berth.runtime.vm import probe  # lands with the vm branch
+        from berth.runtime.vm.accel import probe  # the VM backend (vm branch)
 
-        return probe()
+        if kernel:
+            cache = Path(os.environ.get("BERTH_VM_CACHE", "/var/lib/berth/vm-cache"))
+            return probe(Path(kernel), cache)
     except ImportError:
         pass
-    flags = ""
+    except BerthError as e:  # e.g. no QEMU: no VM at all, the caller reports why
+        return "tcg", str(e)
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        flags = ""
     if not os.path.exists("/dev/kvm"):
         return "tcg", "no /dev/kvm"
     if not re.search(r"\b(vmx|svm)\b", flags):
