@@ -55,3 +55,9 @@ def test_host_probe_reports_this_host():
     caps = HostCaps.probe()
     assert caps.vm_reason and caps.kvm_reason
     assert isinstance(caps.kvm, bool) and isinstance(caps.runsc, bool)
+
+
+def test_modes_the_caller_cannot_run_are_not_chosen():
+    assert choose(set(), True, {}, TCG_HOST, modes=("container", "gvisor"))[0] == "gvisor"
+    with pytest.raises(ConfigError, match="vm is not among the modes"):
+        choose(set(), True, {}, TCG_HOST, modes=("container",))

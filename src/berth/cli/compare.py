@@ -32,6 +32,7 @@ def _split(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def _print_table(doc: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from berth.engine.compare.table import ROWS, cells, use_case_cell
@@ -55,8 +56,9 @@ def _print_table(doc: dict) -> None:
     con = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
     con.print(t)
     rec = doc["use_cases"]["recommendation"]
-    con.print(f"Recommendation for this workload: [bold]{rec['mode']}[/bold] ({rec['reason']})")
-    con.print(f"For untrusted code: [bold]{rec['untrusted']['mode']}[/bold] ({rec['untrusted']['reason']})")
+    for label, r in (("Recommendation for this workload", rec), ("For untrusted code", rec["untrusted"])):
+        con.print(f"{label}: [bold]{r['mode'] or 'none of the modes measured'}[/bold] ({escape(r['reason'])})",
+                  highlight=False)
     con.print("[dim]Every figure measured in this run; isolation score rules in docs/compare.md.[/dim]")
 
 

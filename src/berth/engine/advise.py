@@ -83,22 +83,24 @@ def choose(requirements: set[str], untrusted: bool, labels: dict[str, str] | Non
     """
     reqs = requirements_of(requirements, labels)
     gvisor = "gvisor" in modes and host.runsc
+    vm_ok = host.vm and "vm" in modes
+    vm_why = "vm is not among the modes asked for" if host.vm and "vm" not in modes else host.vm_reason
     accel = "KVM" if host.kvm else f"TCG, no KVM: {host.kvm_reason}"
     asked = sorted(reqs) + (["untrusted"] if untrusted else [])
     why = "+".join(asked) if asked else "nothing declared"
     if "own-kernel" in reqs:
-        if not host.vm:
-            raise ConfigError(f"isolation auto: own-kernel needs a VM, but this host cannot run one ({host.vm_reason})")
+        if not vm_ok:
+            raise ConfigError(f"isolation auto: own-kernel needs a VM, and none can run here ({vm_why})")
         return "vm", f"{why}: only a VM boots its own guest kernel ({accel})"
     if untrusted or "strong-isolation" in reqs:
         if "fast-start" in reqs and not host.kvm and gvisor:
             return "gvisor", (f"{why}: a VM would isolate but boots in seconds without KVM here; "
                               "gVisor's user-space kernel keeps the host kernel out of reach and starts fast")
-        if host.vm:
+        if vm_ok:
             return "vm", f"{why}: a VM runs its own kernel, the host kernel is out of the workload's reach ({accel})"
         if gvisor:
-            return "gvisor", f"{why}: no VM here ({host.vm_reason}); gVisor's user-space kernel stands in"
-        raise ConfigError(f"isolation auto: {why} needs a VM or gVisor, and neither runs here ({host.vm_reason})")
+            return "gvisor", f"{why}: no VM ({vm_why}); gVisor's user-space kernel stands in"
+        raise ConfigError(f"isolation auto: {why} needs a VM or gVisor, and neither runs here ({vm_why})")
     if "fast-start" in reqs:
         return "container", f"{why}: a container shares the host kernel, nothing boots"
     return "container", f"{why}: a container is the cheapest (shares the host kernel)"

@@ -84,7 +84,7 @@ def use_cases(modes: dict, caps: HostCaps, labels: dict[str, str]) -> dict:
     out: dict = {m: {"recommended_for": [], "reasons": []} for m in modes}
     for label, reqs, untrusted in SCENARIOS:
         try:
-            mode, _ = choose(reqs, untrusted, labels, caps, modes=("container", "vm", "gvisor"))
+            mode, _ = choose(reqs, untrusted, labels, caps, modes=ran)
         except BerthError:
             continue
         if mode in out and mode in ran:
