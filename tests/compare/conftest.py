@@ -12,7 +12,7 @@ from compare_helpers import run_berth
 def report(tmp_path_factory) -> tuple[dict, Path]:
     d = tmp_path_factory.mktemp("compare")
     r = run_berth(d / "root", "compare", "busybox", "--runs", "2", "--scale", "2",
-                  "--modes", "container,vm", "--json", "--html", str(d / "report.html"))
+                  "--modes", "container,vm,gvisor", "--json", "--html", str(d / "report.html"))
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout), d / "report.html"
 

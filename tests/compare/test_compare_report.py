@@ -1,6 +1,7 @@
 """berth compare on busybox, container and VM, measured for real: every row, true findings, a valid report."""
 
 import os
+import shutil
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
@@ -50,9 +51,25 @@ def test_host_processes_are_invisible_in_both_and_the_score_follows_the_kernel(r
     assert v["findings"]["ops"]["mount_tmpfs"]
 
 
+def test_gvisor_column_is_measured_or_says_why(report):
+    doc, _ = report
+    col = doc["modes"]["gvisor"]
+    if not shutil.which("runsc"):
+        assert not col["available"] and "runsc" in col["reason"]
+        return
+    assert col["available"] and col["errors"] == {}, col["errors"]
+    # gVisor's sentry answers uname with its own release; the host's processes stay hidden.
+    assert not col["virtualization"]["host_kernel"]
+    assert not col["isolation"]["findings"]["host_pids_visible"]
+    comms = {p["comm"] for p in col["resources"]["idle_processes"]}
+    assert "runsc" in comms and len(col["resources"]["idle_processes"]) >= 3  # runsc, gofer, sentry
+
+
 def test_figures_are_positive_and_sane(report):
     doc, _ = report
     for mode, col in doc["modes"].items():
+        if not col["available"]:
+            continue
         st, res, sc = col["startup"], col["resources"], col["scalability"]
         assert 0 < st["warm"]["exit_s"]["p50"] <= st["warm"]["exit_s"]["p95"] < 60, mode
         assert 0 < st["warm"]["first_output_s"]["p50"] <= st["warm"]["exit_s"]["max"], mode
