@@ -14,7 +14,7 @@ def report(tmp_path_factory) -> tuple[dict, Path]:
     r = run_berth(d / "root", "compare", "busybox", "--runs", "2", "--scale", "2",
                   "--modes", "container,vm,gvisor", "--json", "--html", str(d / "report.html"))
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout), d / "report.html"
+    return json.loads(r.stdout), d / "report.html", d / "root"
 
 
 @pytest.fixture(scope="session")

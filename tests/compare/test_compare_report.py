@@ -11,13 +11,13 @@ ROWS = ("virtualization", "isolation", "startup", "resources", "scalability", "p
 
 
 def test_report_validates_against_the_published_schema(report, schema):
-    doc, _ = report
+    doc, _, _ = report
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(doc, schema)
 
 
 def test_every_row_is_measured_for_container_and_vm(report):
-    doc, _ = report
+    doc, _, _ = report
     for mode in ("container", "vm"):
         col = doc["modes"][mode]
         assert col["available"], col["reason"]
@@ -27,7 +27,7 @@ def test_every_row_is_measured_for_container_and_vm(report):
 
 
 def test_container_sees_the_host_kernel_and_vm_its_own(report):
-    doc, _ = report
+    doc, _, _ = report
     host = os.uname().release
     c, v = doc["modes"]["container"], doc["modes"]["vm"]
     assert c["virtualization"]["kernel_release"] == host and c["virtualization"]["host_kernel"]
@@ -38,7 +38,7 @@ def test_container_sees_the_host_kernel_and_vm_its_own(report):
 
 
 def test_host_processes_are_invisible_in_both_and_the_score_follows_the_kernel(report):
-    doc, _ = report
+    doc, _, _ = report
     c, v = doc["modes"]["container"]["isolation"], doc["modes"]["vm"]["isolation"]
     assert not c["findings"]["host_pids_visible"] and not v["findings"]["host_pids_visible"]
     assert any(r["rule"] == "host-kernel" for r in c["rules"])
@@ -52,7 +52,7 @@ def test_host_processes_are_invisible_in_both_and_the_score_follows_the_kernel(r
 
 
 def test_gvisor_column_is_measured_or_says_why(report):
-    doc, _ = report
+    doc, _, _ = report
     col = doc["modes"]["gvisor"]
     if not shutil.which("runsc"):
         assert not col["available"] and "runsc" in col["reason"]
@@ -66,7 +66,7 @@ def test_gvisor_column_is_measured_or_says_why(report):
 
 
 def test_figures_are_positive_and_sane(report):
-    doc, _ = report
+    doc, _, _ = report
     for mode, col in doc["modes"].items():
         if not col["available"]:
             continue
@@ -87,7 +87,7 @@ def test_figures_are_positive_and_sane(report):
 
 
 def test_use_cases_follow_isolation_auto(report):
-    doc, _ = report
+    doc, _, _ = report
     uc = doc["use_cases"]
     assert "untrusted" in uc["vm"]["recommended_for"]
     assert "fast-start" in uc["container"]["recommended_for"]
@@ -105,7 +105,7 @@ class _Collect(HTMLParser):
 
 
 def test_html_report_is_self_contained_with_three_svg_plots(report):
-    _, path = report
+    _, path, _ = report
     text = path.read_text()
     p = _Collect()
     p.feed(text)
@@ -117,3 +117,17 @@ def test_html_report_is_self_contained_with_three_svg_plots(report):
         j = text.index("</svg>", i) + len("</svg>")
         ET.fromstring(text[i:j])  # well-formed XML, so any browser or rsvg renders it
         start = j
+
+
+def test_nothing_is_left_running_or_mounted(report):
+    _, _, root = report
+    assert not [line for line in open("/proc/self/mountinfo") if str(root) in line]
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_mentions(p, str(root))]
+    assert list((root / "compare").iterdir()) == [root / "compare" / "cache"]
+
+
+def _cmdline_mentions(pid: str, text: str) -> bool:
+    try:
+        return text in open(f"/proc/{pid}/cmdline").read()
+    except OSError:
+        return False

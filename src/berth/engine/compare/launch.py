@@ -110,7 +110,14 @@ def run_timed(argv: list[str], timeout: float, *, begin: bytes | None = None,
               cleanup: Callable[[], None] | None = None, env: dict | None = None) -> RunResult:
     """Run ``argv`` to completion; on timeout kill it (and call ``cleanup``)."""
     lp = Launched(argv, begin=begin, env=env)
-    done = lp.pump(None, lp.t0 + timeout)
+    try:
+        done = lp.pump(None, lp.t0 + timeout)
+    except BaseException:  # ^C: the launcher is in its own session and would outlive us
+        lp.kill()
+        lp.reap()
+        if cleanup:
+            cleanup()
+        raise
     if not done:
         lp.kill()
         if cleanup:
