@@ -145,6 +145,9 @@ class EngineDriver:
             raise RuntimeFailure(f"start idle {self.name} instance {name}: not ready within {timeout:.0f}s")
         t_ready = time.perf_counter() - t0
         pid = int((info.get("State") or {}).get("Pid") or 0)
+        if pid <= 0:
+            self._berth("rm", "-f", name)
+            raise RuntimeFailure(f"start idle {self.name} instance {name}: the engine reports no pid for it")
         upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir", "")
         inst = EngineInstance(self, name, pid, upper, t_ready)
         # The monitor's own CPU plus the runtime processes it reaped, and the workload's.
