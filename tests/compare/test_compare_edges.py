@@ -82,6 +82,7 @@ def test_bad_input_gets_one_line_and_exit_125(tmp_path):
         (["no-such-image:1"], "no such image"),
         (["busybox", "--html", str(tmp_path / "nodir" / "r.html")], "does not exist"),
         ([], "the following arguments are required"),
+        (["busybox", "--memory-budget", "lots"], "invalid size"),
     ]:
         code, lines = _berth_err(tmp_path, *args)
         assert code == 125 and len(lines) == 1 and words in lines[0], (args, lines)
@@ -117,3 +118,10 @@ def test_schema_file_ships_with_the_package():
 
     assert (Path(pkg.__file__).parent / "schema.json").is_file()
     assert sys.executable  # the venv's python runs the marker
+
+
+def test_memory_budget_sizes_parse_in_binary_units():
+    from berth.engine.compare.core import parse_size
+
+    assert parse_size("512M") == 512 * 2**20 and parse_size("1.5g") == 3 * 2**29
+    assert parse_size("8GiB") == 8 * 2**30 and parse_size("4096") == 4096

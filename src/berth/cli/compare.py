@@ -7,7 +7,8 @@ import sys
 from berth.cli.common import Parser
 from berth.errors import UsageError
 
-USAGE = "berth compare IMAGE [-- CMD...] [--runs N] [--scale K] [--modes container,vm,gvisor] [--json] [--html FILE]"
+USAGE = ("berth compare IMAGE [-- CMD...] [--runs N] [--scale K] [--modes container,vm,gvisor]\n"
+         "       [--memory-budget SIZE] [--json] [--html FILE]")
 
 
 def _parser() -> Parser:
@@ -18,6 +19,7 @@ def _parser() -> Parser:
     p.add_argument("--runs", type=int, default=5, help="warm runs per mode for the start-time percentiles (default 5)")
     p.add_argument("--scale", type=int, default=4, help="instances started concurrently (default 4)")
     p.add_argument("--modes", default="container,vm,gvisor", help="modes to measure, comma-separated")
+    p.add_argument("--memory-budget", metavar="SIZE", help="budget for the instances-that-fit figure (default: MemAvailable)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (schema: berth/engine/compare/schema.json)")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with plots")
     return p
@@ -63,13 +65,14 @@ def _print_table(doc: dict) -> None:
 
 
 def main(name: str, argv: list[str], opts) -> int:
-    from berth.engine.compare.core import compare, parse_modes
+    from berth.engine.compare.core import compare, parse_modes, parse_size
 
     own, cmd = _split(argv)
     args = _parser().parse_args(own)
     if args.runs < 1 or args.scale < 1:
         raise UsageError("compare: --runs and --scale must be at least 1")
     modes = parse_modes(args.modes)
+    budget = parse_size(args.memory_budget) if args.memory_budget else None
     if args.html:
         parent = os.path.dirname(os.path.abspath(args.html))
         if not os.path.isdir(parent):
@@ -79,9 +82,10 @@ def main(name: str, argv: list[str], opts) -> int:
 
         with Console(stderr=True).status("measuring…") as status:
             doc = compare(opts.root, args.image, cmd or None, runs=args.runs, scale=args.scale, modes=modes,
-                          progress=lambda s: status.update(f"measuring {s}"))
+                          memory_budget=budget, progress=lambda s: status.update(f"measuring {s}"))
     else:
-        doc = compare(opts.root, args.image, cmd or None, runs=args.runs, scale=args.scale, modes=modes)
+        doc = compare(opts.root, args.image, cmd or None, runs=args.runs, scale=args.scale, modes=modes,
+                      memory_budget=budget)
     if args.html:
         from berth.engine.compare.html import render
 

@@ -1,6 +1,7 @@
 """``berth compare``: the article's table, measured on this host for one image."""
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -66,6 +67,14 @@ def make_driver(name: str, workdir: Path, root: str, image: ImageRef) -> ModeDri
     return d
 
 
+def parse_size(text: str) -> int:
+    """``512M``, ``8G``, ``1.5g`` or plain bytes (binary units, as docker's --memory)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"compare: invalid size {text!r} (e.g. 512M, 8G)")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+
+
 def parse_modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in modes if m not in ALL_MODES]
@@ -115,7 +124,7 @@ def _safe_choose(untrusted: bool, caps: HostCaps, ran: tuple, labels: dict[str, 
 
 def compare(root: str, ref: str, argv: list[str] | None = None, *, runs: int = 5, scale: int = 4,
             modes: list[str] | None = None, progress: Callable[[str], None] = lambda s: None,
-            drivers: dict[str, ModeDriver] | None = None) -> dict:
+            drivers: dict[str, ModeDriver] | None = None, memory_budget: int | None = None) -> dict:
     """Measure ``ref`` in each mode; returns the document ``schema.json`` describes.
 
     ``drivers`` replaces the default driver of a mode (tests, other runtimes).
@@ -144,7 +153,7 @@ def compare(root: str, ref: str, argv: list[str] | None = None, *, runs: int = 5
                 continue
             try:
                 cols[name] = ModeMeasurer(d, image, argv, host, marker, TIMEOUTS.get(name, 60.0),
-                                          progress).all(runs, scale)
+                                          progress).all(runs, scale, memory_budget)
             finally:
                 d.close()
     finally:
@@ -159,7 +168,7 @@ def compare(root: str, ref: str, argv: list[str] | None = None, *, runs: int = 5
         "image": {"ref": ref, "source": image.source, "size_bytes": image.size_bytes,
                   "fetch_bytes": image.fetch_bytes, "notes": image.notes, "labels": image.labels},
         "workload": {"argv": argv},
-        "params": {"runs": runs, "scale": scale, "modes": modes},
+        "params": {"runs": runs, "scale": scale, "modes": modes, "memory_budget_bytes": memory_budget},
         "host": {"kernel": host["kernel"], "cpus": host["nproc"], "mem_available_bytes": mem_available(),
                  "kvm": caps.kvm, "kvm_reason": caps.kvm_reason, "vm": caps.vm, "vm_reason": caps.vm_reason,
                  "runsc": caps.runsc},

@@ -117,7 +117,7 @@ class ModeMeasurer:
             "instance_disk_bytes": disk,
         }
 
-    def scalability(self, k: int) -> dict:
+    def scalability(self, k: int, budget: int | None = None) -> dict:
         started: list = []
         t0 = time.perf_counter()
         with ThreadPoolExecutor(k) as pool:
@@ -138,14 +138,15 @@ class ModeMeasurer:
             t_stop = time.perf_counter() - t1
         if errs:
             raise RuntimeError(f"{len(errs)} of {k} instances failed to start: {errs[0]}")
-        budget = mem_available()
+        source = "given" if budget else "MemAvailable"
+        budget = budget or mem_available()
         per = mem / k if k else 0
         return {
             "k": k, "start_all_s": t_start, "stop_all_s": t_stop, "memory_all_bytes": mem,
             "memory_per_instance_bytes": int(per),
             "fit_in_budget": {"budget_bytes": budget, "instances": int(budget // per) if per else None,
                               "computed": True,
-                              "rule": "budget (MemAvailable) / measured PSS per instance with K running"},
+                              "rule": f"budget ({source}) / measured PSS per instance with K running"},
         }
 
     def portability(self) -> dict:
@@ -155,12 +156,12 @@ class ModeMeasurer:
             "host_packages": pkgs, "host_bytes": sum(p["installed_bytes"] or 0 for p in pkgs),
         }
 
-    def all(self, runs: int, scale: int) -> dict:
+    def all(self, runs: int, scale: int, budget: int | None = None) -> dict:
         self._row("isolation", self.probe)
         if self.out["isolation"] is None:
             self.out["virtualization"] = None
         self._row("startup", lambda: self.startup(runs))
         self._row("resources", self.resources)
-        self._row("scalability", lambda: self.scalability(scale))
+        self._row("scalability", lambda: self.scalability(scale, budget))
         self._row("portability", self.portability)
         return self.out
