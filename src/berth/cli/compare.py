@@ -15,10 +15,10 @@ def _parser() -> Parser:
     p = Parser(prog="berth compare", usage=USAGE,
                description="Run IMAGE as a container, a microVM and a gVisor sandbox, and measure "
                            "the article's table row by row on this host.")
-    p.add_argument("image")
-    p.add_argument("--runs", type=int, default=5, help="warm runs per mode for the start-time percentiles (default 5)")
-    p.add_argument("--scale", type=int, default=4, help="instances started concurrently (default 4)")
-    p.add_argument("--modes", default="container,vm,gvisor", help="modes to measure, comma-separated")
+    p.add_argument("image", help="image in the engine's store, or the built-in busybox")
+    p.add_argument("--runs", type=int, metavar="N", default=5, help="warm runs per mode for the start-time percentiles (default 5)")
+    p.add_argument("--scale", type=int, metavar="K", default=4, help="instances started concurrently (default 4)")
+    p.add_argument("--modes", default="container,vm,gvisor", metavar="LIST", help="modes to measure, comma-separated (default container,vm,gvisor)")
     p.add_argument("--memory-budget", metavar="SIZE", help="budget for the instances-that-fit figure (default: MemAvailable)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (schema: berth/engine/compare/schema.json)")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with plots")
