@@ -90,9 +90,11 @@ class RuntimeCLIDriver:
     def __init__(self, name: str, runtime: list[str], workdir: Path, *, global_flags: list[str] | None = None):
         self.name = name
         self.runtime = runtime
-        self.state = workdir / f"{name}-state"
+        self.workdir = workdir
+        self.global_flags = list(global_flags or [])
         self.bundles = workdir / f"{name}-bundles"
-        self.flags = ["--root", str(self.state), *(global_flags or [])]
+        self._roots = 0
+        self._new_root()
         self.via = " ".join([os.path.basename(runtime[0]), *runtime[1:], *(global_flags or [])])
 
     def available(self) -> tuple[bool, str]:
@@ -109,8 +111,15 @@ class RuntimeCLIDriver:
         pkg = package_of(shutil.which(self.runtime[0]) or self.runtime[0])
         return [pkg] if pkg else []
 
+    def _new_root(self) -> None:
+        self._roots += 1
+        self.state = self.workdir / f"{self.name}-state-{self._roots}"
+        self.flags = ["--root", str(self.state), *self.global_flags]
+
     def forget_cache(self, image: ImageRef) -> None:
-        """Nothing of ours is cached between runs: each run mounts a fresh overlay."""
+        """A fresh runtime root: whatever the runtime caches there (berth-runtime's compiled
+        seccomp programs) starts empty. Each run mounts a fresh overlay anyway."""
+        self._new_root()
 
     def _cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*self.runtime, *self.flags, *args], capture_output=True, text=True)
@@ -151,4 +160,5 @@ class RuntimeCLIDriver:
 
     def close(self) -> None:
         shutil.rmtree(self.bundles, ignore_errors=True)
-        shutil.rmtree(self.state, ignore_errors=True)
+        for n in range(1, self._roots + 1):
+            shutil.rmtree(self.workdir / f"{self.name}-state-{n}", ignore_errors=True)
