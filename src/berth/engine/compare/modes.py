@@ -61,6 +61,7 @@ class RuntimeInstance:
     cid: str
     bundle: Bundle
     launched: Launched
+    flags: list[str]  # the runtime root it was started under
     t_ready: float = 0.0
     cpu_at_ready: float = 0.0
     _stopped: bool = field(default=False, repr=False)
@@ -76,11 +77,11 @@ class RuntimeInstance:
         if self._stopped:
             return
         self._stopped = True
-        self.driver._cli("kill", self.cid, "KILL")
+        self.driver._cli("kill", self.cid, "KILL", flags=self.flags)
         if not self.launched.pump(None, time.perf_counter() + 10):
             self.launched.kill()
         self.launched.reap()
-        self.driver._cli("delete", "--force", self.cid)
+        self.driver._cli("delete", "--force", self.cid, flags=self.flags)
         self.bundle.remove()
 
 
@@ -121,8 +122,8 @@ class RuntimeCLIDriver:
         seccomp programs) starts empty. Each run mounts a fresh overlay anyway."""
         self._new_root()
 
-    def _cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.runtime, *self.flags, *args], capture_output=True, text=True)
+    def _cli(self, *args: str, flags: list[str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.runtime, *(flags or self.flags), *args], capture_output=True, text=True)
 
     def _bundle(self, image: ImageRef, argv: list[str]) -> tuple[str, Bundle]:
         cid = f"berth-cmp-{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -149,7 +150,7 @@ class RuntimeCLIDriver:
     def start_idle(self, image: ImageRef, *, timeout: float = 60.0) -> RuntimeInstance:
         cid, b = self._bundle(image, IDLE_ARGV)
         lp = Launched(self._run_argv(cid, b))
-        inst = RuntimeInstance(self, cid, b, lp)
+        inst = RuntimeInstance(self, cid, b, lp, list(self.flags))
         if not lp.pump(lambda out: b"ready\n" in out, lp.t0 + timeout):
             inst.stop()
             raise RuntimeFailure(f"start idle {self.name} instance {cid}: not ready within {timeout:.0f}s: "
