@@ -64,15 +64,37 @@ def pss_bytes(pids: list[int]) -> int:
     return total
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """utime+stime (and that of their waited-for children) of live ``pids``."""
+def _threads_ns(pid: int) -> int:
+    """CPU time of the live threads of ``pid`` in ns (schedstat: exact, where ticks are 10 ms)."""
     total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU used so far by live ``pids`` and the children they reaped.
+
+    Per process: the larger of utime+stime (clock ticks, includes exited threads)
+    and its live threads' schedstat (exact), plus cutime+cstime of reaped children.
+    """
+    total = 0.0
     for pid in pids:
         f = _stat_fields(pid)
-        if f is not None:
-            # fields 14-17 of stat: utime stime cutime cstime (we index after comm).
-            total += sum(int(x) for x in f[11:15])
-    return total / CLK_TCK
+        if f is None:
+            continue
+        # stat fields 14-17 (utime stime cutime cstime) are f[11:15] once pid and comm are cut.
+        utime, stime, cutime, cstime = (int(x) for x in f[11:15])
+        own = max((utime + stime) / CLK_TCK, _threads_ns(pid) / 1e9)
+        total += own + (cutime + cstime) / CLK_TCK
+    return total
 
 
 def comm(pid: int) -> str:
