@@ -63,7 +63,8 @@ def make_driver(name: str, workdir: Path, root: str, image: ImageRef) -> ModeDri
     else:
         d = QemuVMDriver(workdir)
     if engine_why:
-        d.via += f" (berth run --isolation {name} failed: {engine_why[-80:]})"
+        short = engine_why if len(engine_why) <= 80 else "…" + engine_why[-80:].split(" ", 1)[-1]
+        d.via += f" (berth run --isolation {name} failed: {short})"
     return d
 
 

@@ -67,7 +67,9 @@ def _rules(i: dict) -> str:
 
 
 def _pkgs(p: dict) -> str:
-    names = ", ".join(x["name"] for x in p["host_packages"]) or "nothing beyond berth"
+    if not p["host_packages"]:
+        return "nothing beyond berth and the kernel"
+    names = ", ".join(x["name"] for x in p["host_packages"])
     return f"{names} ({mib(p['host_bytes'])} installed)"
 
 
@@ -84,7 +86,7 @@ ROWS: list[tuple[str, str, Cell]] = [
     ("Level of virtualization", "CPUs / memory visible",
      _row("virtualization", lambda v: f"{v['cpus']} / {mib(v['memtotal_bytes'])}")),
     ("Resource consumption", "host memory per idle instance (PSS)", _row("resources", _procs)),
-    ("Resource consumption", "CPU time to start (p50)", _row("resources", lambda r: secs(r["start_cpu_seconds"]))),
+    ("Resource consumption", "CPU time to start (host processes)", _row("resources", lambda r: secs(r["start_cpu_seconds"]))),
     ("Resource consumption", "disk: image / per instance",
      _row("resources", lambda r: f"{mib(r['image_disk_bytes'])} / {mib(r['instance_disk_bytes'])}")),
     ("Startup", "cold: first output / exit",
