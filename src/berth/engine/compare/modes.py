@@ -96,9 +96,15 @@ class RuntimeCLIDriver:
         self.bundles = workdir / f"{name}-bundles"
         self._roots = 0
         self._new_root()
+        self._available: tuple[bool, str] | None = None
         self.via = " ".join([os.path.basename(runtime[0]), *runtime[1:], *(global_flags or [])])
 
     def available(self) -> tuple[bool, str]:
+        if self._available is None:
+            self._available = self._check()
+        return self._available
+
+    def _check(self) -> tuple[bool, str]:
         exe = shutil.which(self.runtime[0])
         if exe is None:
             return False, f"{self.runtime[0]} is not installed"
