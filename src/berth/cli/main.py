@@ -15,6 +15,17 @@ from berth.paths import DEFAULT_ENGINE_ROOT
 # name -> (module, one-line summary); docker's verbs and wording where docker has them.
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("berth.cli.build", "Build an image from a Containerfile"),
+    "image": ("berth.cli.image", "Manage images"),
+    "images": ("berth.cli.image", "List images"),
+    "pull": ("berth.cli.image", "Download an image from a registry"),
+    "push": ("berth.cli.image", "Upload an image to a registry"),
+    "tag": ("berth.cli.image", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "rmi": ("berth.cli.image", "Remove one or more images"),
+    "save": ("berth.cli.image", "Save one or more images to a tar archive"),
+    "load": ("berth.cli.image", "Load an image from a tar archive or OCI layout"),
+    "import": ("berth.cli.image", "Import the contents from a tarball to create an image"),
+    "login": ("berth.cli.image", "Log in to a registry"),
+    "logout": ("berth.cli.image", "Log out from a registry"),
 }
 
 GLOBAL_HELP = """\
