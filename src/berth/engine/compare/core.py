@@ -17,6 +17,7 @@ from .image import ImageRef, resolve
 from .measure import ModeMeasurer, mem_available
 from .modes import ModeDriver, RuntimeCLIDriver
 from .probe import HostMarker, host_view
+from .vmbackend import VMBackendDriver
 from .vmdirect import QemuVMDriver
 
 SCHEMA_ID = "https://berth.dev/schemas/compare/v1.json"
@@ -61,7 +62,9 @@ def make_driver(name: str, workdir: Path, root: str, image: ImageRef) -> ModeDri
     elif name == "gvisor":
         d = RuntimeCLIDriver("gvisor", ["runsc"], workdir, global_flags=["--network=none"])
     else:
-        d = QemuVMDriver(workdir)
+        d = VMBackendDriver(workdir)
+        if not d.available()[0]:
+            d = QemuVMDriver(workdir)
     if engine_why:
         short = engine_why if len(engine_why) <= 80 else "…" + engine_why[-80:].split(" ", 1)[-1]
         d.via += f" (berth run --isolation {name} failed: {short})"
