@@ -64,7 +64,10 @@ class EngineInstance:
     def stop(self) -> None:
         if not self._stopped:
             self._stopped = True
-            self.driver._berth("rm", "-f", self.name)
+            try:
+                self.driver._berth("rm", "-f", self.name)
+            except subprocess.TimeoutExpired:
+                raise RuntimeFailure(f"stop {self.name}: berth rm -f did not finish") from None
 
 
 class EngineDriver:
@@ -93,7 +96,10 @@ class EngineDriver:
         if self.image.source != "store":
             return False, f"{self.image.ref} is not in the engine's store"
         # One real run: the honest answer to "can it run here", with the engine's own reason.
-        r = subprocess.run(self._run_argv(["true"], "--rm"), capture_output=True, text=True, timeout=180)
+        try:
+            r = subprocess.run(self._run_argv(["true"], "--rm"), capture_output=True, text=True, timeout=180)
+        except subprocess.TimeoutExpired:
+            return False, "berth run --rm IMAGE true did not finish within 180 s"
         if r.returncode != 0:
             return False, (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1][:200]
         return True, ""
