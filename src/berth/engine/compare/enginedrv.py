@@ -133,8 +133,12 @@ class EngineDriver:
     def start_idle(self, image: ImageRef, *, timeout: float = 60.0) -> EngineInstance:
         name = f"berth-cmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         t0 = time.perf_counter()
-        r = subprocess.run(self._run_argv(IDLE_ARGV, "-d", "--name", name), capture_output=True, text=True,
-                           timeout=timeout)
+        try:
+            r = subprocess.run(self._run_argv(IDLE_ARGV, "-d", "--name", name), capture_output=True,
+                               text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._berth("rm", "-f", name)
+            raise RuntimeFailure(f"start idle {self.name} instance {name}: berth run -d took over {timeout:.0f}s") from None
         if r.returncode != 0:
             self._berth("rm", "-f", name)
             raise RuntimeFailure(f"start idle {self.name} instance: {r.stderr.strip()[-200:]}")
