@@ -2,16 +2,17 @@
 
 import os
 import sys
-from pathlib import Path
 
 DEFAULT_RUNTIME_ROOT = "/run/berth-runtime"
 DEFAULT_ENGINE_ROOT = "/var/lib/berth"
 
 
-def libexec(name: str) -> Path:
+def libexec(name: str) -> "Path":  # noqa: F821 - pathlib imported lazily: berth-runtime starts per container
     """Path of a C helper built at set-up (``csrc/NAME``) into the venv.
 
     ``BERTH_LIBEXEC`` overrides the directory (tests, packagers).
     """
+    from pathlib import Path
+
     base = os.environ.get("BERTH_LIBEXEC") or os.path.join(sys.prefix, "libexec", "berth")
     return Path(base) / name

@@ -44,6 +44,7 @@ def get(ns, url):
                        capture_output=True, text=True, timeout=20)
     return r.stdout if r.returncode == 0 else "FAIL"
 
+initial_forward = open("/proc/sys/net/ipv4/ip_forward").read().strip()
 try:
     web_ns, web = box("front", "web")
     cli_ns, _cli = box("front", "cli")
@@ -58,8 +59,10 @@ try:
         if get(web_ns, "http://127.0.0.1/index.html") == "ok\n":
             break
         time.sleep(0.05)
+    # A new netns starts from the host's value: the old value is recorded only
+    # when berth had to turn forwarding on.
     print("forward", open("/proc/sys/net/ipv4/ip_forward").read().strip(),
-          (work / "root" / "networks" / "ip_forward.orig").exists())
+          (work / "root" / "networks" / "ip_forward.orig").exists() == (initial_forward == "0"))
     print("direct", get(cli_ns, f"http://{web.ip}/index.html").strip())
     print("hairpin", get(cli_ns, f"http://{a_net.gateway}:8080/index.html").strip())
     print("loopback", subprocess.run(["busybox", "wget", "-qO-",
