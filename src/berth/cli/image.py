@@ -38,7 +38,16 @@ ALIASES = {"list": "ls", "remove": "rm", "rmi": "rm"}
 def _store(opts):
     from berth.image.store import ImageStore
 
-    return ImageStore(opts.root)
+    store = ImageStore(opts.root)
+    # images that containers use (running or not) are never removed from under them
+    store.set_in_use_hook(lambda: _engine_images_in_use(opts.root))
+    return store
+
+
+def _engine_images_in_use(root: str) -> list[str]:
+    from berth.engine.containers import Engine
+
+    return Engine(root).images_in_use()
 
 
 def human_size(n: float) -> str:

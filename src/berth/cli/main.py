@@ -28,6 +28,38 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logout": ("berth.cli.image", "Log out from a registry"),
 }
 
+# the engine's commands (docker's verbs)
+_C = "berth.cli.container"
+COMMANDS.update({
+    "run": (_C, "Create and run a new container from an image"),
+    "create": (_C, "Create a new container"),
+    "start": (_C, "Start one or more stopped containers"),
+    "stop": (_C, "Stop one or more running containers"),
+    "restart": (_C, "Restart one or more containers"),
+    "kill": (_C, "Kill one or more running containers"),
+    "rm": (_C, "Remove one or more containers"),
+    "ps": (_C, "List containers"),
+    "logs": (_C, "Fetch the logs of a container"),
+    "exec": (_C, "Execute a command in a running container"),
+    "inspect": (_C, "Return low-level information on containers"),
+    "wait": (_C, "Block until containers stop, then print their exit codes"),
+    "top": (_C, "Display the running processes of a container"),
+    "stats": (_C, "Display resource usage of containers"),
+    "cp": (_C, "Copy files between a container and the host"),
+    "port": (_C, "List port mappings of a container"),
+    "rename": (_C, "Rename a container"),
+    "pause": (_C, "Pause all processes within containers"),
+    "unpause": (_C, "Unpause all processes within containers"),
+    "attach": (_C, "Attach to a running container"),
+    "export": (_C, "Export a container's filesystem as a tar archive"),
+    "container": (_C, "Manage containers"),
+    "volume": ("berth.cli.volume", "Manage volumes"),
+    "network": ("berth.cli.network", "Manage networks"),
+    "system": ("berth.cli.system", "Manage berth (info, df, prune)"),
+    "info": ("berth.cli.system", "Display system-wide information"),
+    "version": ("berth.cli.system", "Show the berth version information"),
+})
+
 GLOBAL_HELP = """\
 Usage: berth [OPTIONS] COMMAND [ARG...]
 

@@ -1,0 +1,168 @@
+"""Bridge and user-defined networks for a container, over ``berth.engine.network``.
+
+At create: the network is checked and the paths are fixed (the namespace is
+pinned at ``<root>/netns/<id>``; /etc/hosts and /etc/resolv.conf are the
+network library's files for the container), so config.json can name them.
+At start (``up``): the namespace is created, connected (veth, IP, aliases),
+ports published (-p/-P) and the files written; ``up`` is idempotent, so a
+restarted container keeps its address. At rm (``down``): everything goes
+(``release`` then the namespace), also after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from berth.engine.netsetup import NetPlan, netns_dir
+
+
+class BridgePlan(NetPlan):
+    lib: Any = None
+    network: str = "bridge"
+    hostname: str = ""
+    extra_hosts: list = []
+    dns: list = []
+
+    def _nm(self):
+        return self.lib.NetworkManager(str(self.engine.root))
+
+    def file_mounts(self, cdir: Path, hostname: str, opts) -> list[dict]:
+        (cdir / "hostname").write_text(hostname + "\n")
+        nm = self._nm()
+        ro = "ro" if opts.read_only else "rw"
+        return [
+            {"destination": "/etc/hostname", "type": "bind", "source": str(cdir / "hostname"), "options": ["rbind", ro]},
+            {"destination": "/etc/hosts", "type": "bind", "source": str(nm.hosts_file(self.cid)), "options": ["rbind", ro]},
+            {"destination": "/etc/resolv.conf", "type": "bind", "source": str(nm.resolv_conf(self.cid)),
+             "options": ["rbind", ro]},
+        ]
+
+    def record(self) -> dict[str, Any]:
+        d = super().record()
+        d.update({"Network": self.network, "Hostname": self.hostname, "ExtraHosts": self.extra_hosts,
+                  "Dns": self.dns, "NetnsPath": self.netns_path, "VM": self.vm})
+        return d
+
+    vm: bool = False
+
+    def up(self) -> None:
+        if self.vm:
+            self._up_vm()
+            return
+        nm = self._nm()
+        path = self.netns_path
+        if nm.endpoints(self.cid) and os.path.exists(path):
+            return
+        # the library writes the hosts/resolv.conf files the bundle already names
+        if not os.path.exists(path):
+            self.lib.create_netns(path)
+        try:
+            nm.connect(self.network, self.cid, path, name=self.name, aliases=list(self.aliases))
+            maps = [self.lib.PortMapping(p["container_port"], p.get("host_port") or 0, p.get("host_ip") or "",
+                                         p.get("proto") or "tcp") for p in self.endpoint.get("WantPorts", [])]
+            if maps:
+                nm.publish(self.cid, maps)
+            hosts = [(h.partition(":")[0], h.partition(":")[2]) for h in self.extra_hosts]
+            nm.write_files(self.cid, self.hostname, mode="bridge", extra_hosts=hosts, dns_servers=self.dns)
+        except BaseException:
+            self.down()
+            raise
+
+    def _up_vm(self) -> None:
+        """A VM gets a tap on the bridge instead of a veth in a namespace; the
+        runtime learns it from annotations (written into config.json here)."""
+        nm = self._nm()
+        eps = nm.endpoints(self.cid)
+        try:
+            ep = eps[0] if eps else nm.attach_tap(self.network, self.cid, f"bt{self.cid[:11]}", name=self.name,
+                                                  aliases=list(self.aliases))
+            maps = [self.lib.PortMapping(p["container_port"], p.get("host_port") or 0, p.get("host_ip") or "",
+                                         p.get("proto") or "tcp") for p in self.endpoint.get("WantPorts", [])]
+            if maps and not eps:
+                nm.publish(self.cid, maps)
+            hosts = [(h.partition(":")[0], h.partition(":")[2]) for h in self.extra_hosts]
+            nm.write_files(self.cid, self.hostname, mode="bridge", extra_hosts=hosts, dns_servers=self.dns)
+        except BaseException:
+            self.down()
+            raise
+        import json
+
+        cfg_path = self.engine.cdir(self.cid) / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        ann = cfg.setdefault("annotations", {})
+        ann["org.berth.vm.tap"] = ep.host_ifname
+        ann["org.berth.vm.mac"] = ep.mac
+        # the guest's address (proposed to berth.runtime.vm: eth0 with this config)
+        ann["org.berth.vm.net"] = json.dumps({"ifname": "eth0", "address": ep.ip, "prefixlen": ep.prefixlen,
+                                              "gateway": ep.gateway, "mac": ep.mac})
+        tmp = cfg_path.with_name(".config.json.tmp")
+        tmp.write_text(json.dumps(cfg))
+        os.rename(tmp, cfg_path)
+
+    def down(self) -> None:
+        try:
+            self._nm().release(self.cid)
+        finally:
+            if self.netns_path and not self.vm:
+                self.lib.remove_netns(self.netns_path)
+
+    def published(self) -> list[dict]:
+        return [{"container_port": m.container_port, "host_port": m.host_port, "host_ip": m.host_ip,
+                 "proto": m.proto} for m in self._nm().ports(self.cid)]
+
+    def settings(self) -> dict:
+        return self._nm().container_settings(self.cid)
+
+
+def _make(engine, lib, mode: str, cid: str, name: str) -> BridgePlan:
+    plan = BridgePlan(engine, mode, cid, name)
+    plan.lib = lib
+    plan.network = mode
+    plan.netns_path = str(netns_dir(engine.root) / cid)
+    return plan
+
+
+def plan_bridge(engine, lib, opts, mode: str, cid: str, name: str, hostname: str) -> BridgePlan:
+    nm = lib.NetworkManager(str(engine.root))
+    if mode == "bridge":
+        nm.ensure_default()
+    else:
+        nm.get(mode)  # NotFound for an unknown network, before anything is made
+    plan = _make(engine, lib, mode, cid, name)
+    plan.vm = opts.isolation == "vm"
+    if plan.vm:
+        plan.netns_path = None
+    plan.aliases = list(opts.network_aliases)
+    plan.hostname = hostname
+    plan.extra_hosts = list(opts.add_hosts)
+    plan.dns = list(opts.dns)
+    want = [{"container_port": p.container_port, "host_port": p.host_port, "host_ip": p.host_ip, "proto": p.proto}
+            for p in opts.ports]
+    if opts.publish_all:
+        have = {(p["container_port"], p["proto"]) for p in want}
+        for key in opts_exposed(opts):
+            port, _, proto = key.partition("/")
+            if (int(port), proto or "tcp") not in have:
+                want.append({"container_port": int(port), "host_port": 0, "host_ip": "", "proto": proto or "tcp"})
+    plan.endpoint = {"WantPorts": want}
+    plan.ports = []
+    return plan
+
+
+def opts_exposed(opts) -> list[str]:
+    return list(getattr(opts, "_exposed", []) or [])
+
+
+def bridge_for(engine, lib, rec: dict) -> BridgePlan:
+    net = rec.get("Network") or {}
+    plan = _make(engine, lib, net.get("Network") or net.get("Mode", "bridge"), rec["Id"], rec["Name"])
+    plan.vm = bool(net.get("VM"))
+    plan.netns_path = None if plan.vm else (net.get("NetnsPath") or plan.netns_path)
+    plan.aliases = net.get("Aliases") or []
+    plan.hostname = net.get("Hostname") or rec["Config"]["Hostname"]
+    plan.extra_hosts = net.get("ExtraHosts") or []
+    plan.dns = net.get("Dns") or []
+    plan.endpoint = net.get("Endpoint") or {}
+    return plan
