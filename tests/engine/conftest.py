@@ -56,6 +56,13 @@ def engine_root(tmp_path_factory) -> Path:
     subprocess.run([BERTH, "--root", str(root), "system", "prune", "--volumes"], capture_output=True)
     for p in (root / "containers").glob("*/rootfs"):
         subprocess.run(["umount", "-l", str(p)], capture_output=True)
+    # The default bridge and our nft table belong to this root: leave the
+    # host's links and ruleset as the session found them.
+    from berth.engine.network import NetworkManager
+
+    nm = NetworkManager(str(root))
+    nm.prune()
+    nm.remove_default()
 
 
 @pytest.fixture

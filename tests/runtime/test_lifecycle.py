@@ -250,6 +250,23 @@ def test_hooks_get_state_on_stdin_in_order(rt, bundle, tmp_path):
             assert st["pid"] > 0
 
 
+def test_runtime_hooks_run_in_the_hosts_pid_namespace(rt, bundle, tmp_path):
+    """The runtime's own children (prestart, poststart, poststop hooks) run in
+    the host's pid namespace, never in the container's: whoever unshares
+    CLONE_NEWPID for the init must not be P0 itself (or must go back)."""
+    log = tmp_path / "pidns.log"
+    script = tmp_path / "pidns-hook.sh"
+    script.write_text(f"#!/bin/sh\necho \"$1 $(readlink /proc/self/ns/pid)\" >> {log}\n")
+    script.chmod(0o755)
+    bundle.set(["/bin/true"], edit=lambda c: c.__setitem__("hooks", {
+        n: [{"path": str(script), "args": ["hook.sh", n]}] for n in ("prestart", "poststart", "poststop")}))
+    r = rt("run", "--bundle", str(bundle.path), rt.new_id())
+    assert r.returncode == 0, r.stderr
+    ours = os.readlink("/proc/self/ns/pid")
+    seen = dict(line.split(" ", 1) for line in log.read_text().splitlines())
+    assert seen == {n: ours for n in ("prestart", "poststart", "poststop")}
+
+
 def test_container_hooks_run_inside_the_container(rt, bundle, tmp_path):
     """createContainer runs in the container's namespaces before pivot_root (path
     on the host); startContainer after it, path and effects inside the rootfs."""
@@ -373,3 +390,22 @@ def test_namespace_path_joins_an_existing_namespace(rt, bundle, busybox_rootfs_t
     cfg["linux"]["namespaces"][0]["path"] = "/proc/999999999/ns/pid"
     other.write(cfg)
     assert "namespace" in one_line_error(rt("run", "--bundle", str(other.path), rt.new_id()))
+
+
+def test_created_init_is_not_a_child_of_the_caller(bundle, tmp_path):
+    """create (in-process, as a Python program would call it) leaves the init
+    reparented away from the caller: were it our child, it would stay a
+    zombie after exiting, and a zombie's pid and start time look alive."""
+    from berth.runtime.container import ops, state
+
+    root = str(tmp_path / "state")
+    cid = f"t-{os.getpid()}-inproc"
+    bundle.set(["/bin/true"])
+    ops.create(root, cid, str(bundle.path))
+    try:
+        pid = state.read(root, cid)["pid"]
+        assert pid > 0
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    finally:
+        ops.delete(root, cid, force=True)

@@ -350,3 +350,13 @@ def test_filter_flags_are_applied_and_the_filter_still_enforces():
         "syscalls": [{"names": ["keyctl"], "action": "SCMP_ACT_ERRNO"}],
     }
     assert probe(cfg, [("k", "keyctl", 0)]) == {"k": "EPERM"}
+
+
+def test_seccomp_program_with_flags_is_not_cached(tmp_path):
+    # flags are seccomp(2) arguments, not part of the program: a cached
+    # program loaded with prctl would silently drop them
+    cache = str(tmp_path / "cache")
+    prof = {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]}
+    assert seccomp.program(prof, cache) is None
+    assert seccomp.program({"defaultAction": "SCMP_ACT_ALLOW"}, cache)
+    assert len(os.listdir(cache)) == 1

@@ -62,6 +62,7 @@ class Spec:
         self.seccomp_prog: bytes | None = None  # compiled filter (from the cache), or
         self.seccomp_filter = None              # a libseccomp filter built before pivot_root
         self.new_cgroupns = False         # P2 unshares it once placed in its cgroup
+        self.reap_init = False            # run: P0 is subreaper and waits for the init
         self._placed = False
         self._reply_r = -1
 

@@ -54,6 +54,9 @@ def public_state(root: str, st: dict) -> dict:
                           st.get("bundle", ""), cfg.get("annotations"), **extra)
 
 
+SECCOMP_CACHE = ".seccomp"  # compiled programs under the runtime root
+
+
 def _seccomp_program(cfg: dict, root: str) -> bytes | None:
     """The container's compiled seccomp program, from the cache under ROOT/.seccomp.
 
@@ -64,12 +67,11 @@ def _seccomp_program(cfg: dict, root: str) -> bytes | None:
     sc = cfg["linux"].get("seccomp")
     if not sc:
         return None
-    from berth.runtime.container import filtercache
+    from berth.runtime.container import seccomp
 
-    prog = filtercache.program(sc, root)  # compiling validates; a cached one was valid
+    # compiling validates; a cached program was valid when it was compiled
+    prog = seccomp.program(sc, os.path.join(root, SECCOMP_CACHE))
     if prog is None:
-        from berth.runtime.container import seccomp
-
         seccomp.validate(sc)  # one line naming the field, before any state exists
     return prog
 
@@ -99,12 +101,14 @@ def _namespace_plan(spec, cfg: dict) -> None:
 def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
            preserve_fds: int = 0, cfg: dict | None = None, rootfs: str | None = None,
-           _run: bool = False, _console_fd: int | None = None):
+           _run: bool = False, _console_fd: int | None = None, _durable: bool = True):
     """Create container ``cid`` from ``bundle``: set up, then wait for start.
 
     With ``_run`` (used by run) the init waits on a pipe instead of the FIFO,
     we become subreaper (to wait for it), and the launched child is returned
-    so the caller can start it in-process.
+    so the caller can start it in-process. ``_durable=False`` (run in the
+    foreground) skips the fdatasync of the state: the record lives only as long
+    as this process, and a crash leaves it to ``delete --force`` either way.
 
     Raises:
         NotFound, ConfigError: bad bundle; Conflict: the ID exists;
@@ -161,6 +165,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
             # The init is P1's child; as subreaper we inherit it when P1
             # exits, so we can wait for it and collect its exit status.
             _proc.set_child_subreaper()
+            spec.reap_init = True
 
         def on_hooks(pid: int) -> str:
             from berth.runtime.container import hooks
@@ -174,7 +179,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
             st["pid"] = pid
             st["startTime"] = state.start_time(pid)
             st.pop("creator", None)
-            state.write(d, st)
+            state.write(d, st, durable=_durable)
 
         trace.mark("fork P1")
         child = process.launch(spec, cg, on_hooks, on_pid)
@@ -223,7 +228,11 @@ def _kill_quietly(pid: int) -> None:
 def _cleanup(d: str, cg) -> None:
     if cg is not None:
         try:
-            cg.kill_all(9)
+            # kill_all lists the same cgroup.procs, under a freeze (several
+            # writes and reads): skip it when nothing is left, as after run
+            # reaped an init whose pid namespace took its other tasks along.
+            if cg.pids():
+                cg.kill_all(9)
         except (OSError, BerthError):
             pass
         try:
@@ -340,6 +349,10 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         _signal_init(st, 9)
         _wait_gone(st)
     _cleanup(os.path.join(root, cid), cg)
+    _poststop(cid, st)
+
+
+def _poststop(cid: str, st: dict) -> None:
     pst = (st.get("config") or {}).get("hooks", {}).get("poststop")
     if pst:
         from berth.runtime.container import hooks
@@ -462,7 +475,7 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
         ours, theirs = console.socket_pair()
     try:
         child, st, d = create(root, cid, bundle, pid_file, console_socket, no_pivot, preserve_fds,
-                              cfg, rootfs, _run=True, _console_fd=theirs)
+                              cfg, rootfs, _run=True, _console_fd=theirs, _durable=detach)
     except BaseException:
         if ours is not None:
             _close_quietly(ours)
@@ -497,7 +510,10 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
                 os.write(2, f"berth-runtime: container {cid} was killed: out of memory\n".encode())
         except OSError:
             pass
-    delete(root, cid, force=True)
+    # What delete --force would do, without reading back the state we hold:
+    # the init is reaped, so only the cgroup (and any stragglers) remain.
+    _cleanup(d, cg)
+    _poststop(cid, st)
     trace.mark("deleted")
     return code
 

@@ -255,19 +255,14 @@ def build(cfg: dict):
 def load(cfg: dict, cache_dir: str | None = None) -> None:
     """Install the linux.seccomp filter ``cfg`` in the calling thread.
 
-    With ``cache_dir`` (a root-only directory, e.g. under the runtime's
-    --root), the compiled BPF program is kept there keyed by a SHA-256 of the
-    profile and the kernel, and later loads skip
-    libseccomp's compilation (about 10 ms for docker's profile; see
-    bench/seccomp_cgroups.py). A cache that is not owned by us or is writable
-    by others is ignored, never trusted.
+    With ``cache_dir``, the compiled program comes from ``program()`` (a file
+    read instead of libseccomp's compilation when cached).
     """
     from berth._sys import seccomp as sc
 
-    # Flags need seccomp(2)'s flag argument, which prctl lacks: no cache then.
-    if cache_dir is not None and isinstance(cfg, dict) and not cfg.get("flags"):
+    if cache_dir is not None:
         _normalize(cfg)
-        prog = _cached_program(cfg, cache_dir)
+        prog = program(cfg, cache_dir)
         if prog is not None:
             try:
                 sc.load_bpf(prog)
@@ -287,23 +282,32 @@ def _trusted(st) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
-def _cached_program(cfg: dict, cache_dir: str) -> bytes | None:
-    """The compiled program for ``cfg`` from the cache, compiling it on a miss.
+def program(cfg: dict, cache_dir: str) -> bytes | None:
+    """The compiled classic-BPF program for linux.seccomp ``cfg``, cached in ``cache_dir``.
 
-    None when the cache cannot be used (then the caller compiles in memory).
+    Compiling docker's profile with libseccomp takes about 10 ms on every
+    container start (bench/seccomp_cgroups.py); the program depends only on
+    the profile and the kernel, so it is kept in CACHE_DIR/<sha256>.bpf and
+    later loaded with prctl(PR_SET_SECCOMP). A miss compiles (which validates:
+    ConfigError for a bad profile) and stores the program atomically.
+
+    None when the cache cannot be used; the caller then builds the filter in
+    memory. That is the case when the directory or the file is not ours or is
+    writable by group/others (a planted program would be a filter of an
+    attacker's choosing), and when ``flags`` are set: they are arguments of
+    seccomp(2) that prctl cannot pass, not part of the program.
     """
-    import json
+    if not isinstance(cfg, dict) or cfg.get("flags"):
+        return None
+    from _sha256 import sha256  # builtin: no OpenSSL import on the hot path
 
-    try:
-        from _sha256 import sha256  # builtin: no OpenSSL import on the hot path
-    except ImportError:  # Python 3.12+: _sha2
-        from hashlib import sha256
+    from berth.runtime import jsonio  # the C encoder: no `import json` (re, enum)
+
     # The key leaves out libseccomp's version so that a cache hit needs no
     # dlopen (~2 ms): a program from an older libseccomp is still a correct
     # filter for the same profile, and the cache (under /run) ends at reboot.
     uname = os.uname()
-    key = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
-    key += f"|{uname.release}|{uname.machine}"
+    key = f"{jsonio.dumps_canonical(cfg)}|{uname.release}|{uname.machine}"
     path = os.path.join(cache_dir, sha256(key.encode()).hexdigest() + ".bpf")
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
@@ -318,15 +322,21 @@ def _cached_program(cfg: dict, cache_dir: str) -> bytes | None:
     try:
         if not _trusted(os.fstat(fd)):
             return None
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
+        return _read_all(fd) or None
     finally:
         os.close(fd)
 
 
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    return data
+
+
 def _compile_to(cfg: dict, path: str) -> bytes | None:
+    filt = build(cfg)  # ConfigError/RuntimeFailure propagate: the profile is bad
     tmp = f"{path}.{os.getpid()}.tmp"
-    filt = build(cfg)
     try:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError:
@@ -335,8 +345,7 @@ def _compile_to(cfg: dict, path: str) -> bytes | None:
     try:
         filt.export_bpf(fd)
         os.lseek(fd, 0, os.SEEK_SET)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            prog = f.read()
+        prog = _read_all(fd)
         os.fsync(fd)
         os.rename(tmp, path)  # atomic: readers see a whole program or none
         return prog
