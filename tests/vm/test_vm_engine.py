@@ -222,3 +222,15 @@ def test_vm_lifecycle_parity_from_the_cli(engine, vm_cache, venv_bin, monkeypatc
     assert not [p for p in subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True,
                                           text=True).stdout.splitlines() if cid in p]
     assert not (engine.root / "containers" / cid).exists()
+
+
+def test_system_info_says_which_accelerator_and_why(engine):
+    r = engine("system", "info")
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("VMAccelerator: "))
+    name, _, why = line.removeprefix("VMAccelerator: ").partition(" ")
+    assert name in ("kvm", "tcg") and why.startswith("(") and len(why) > 3, line
+    acc = json.loads(engine("system", "info", "--format", "json").stdout)["VMAccelerator"]
+    assert acc["Name"] == name and acc["Reason"]
+    if not any(f in open("/proc/cpuinfo").read() for f in (" vmx", " svm")):
+        assert name == "tcg" and "vmx/svm" in acc["Reason"]
