@@ -113,6 +113,8 @@ def _create_parser(prog: str, run: bool) -> Parser:
     p.add_argument("--health-retries", type=int, default=3, help="failures before unhealthy")
     p.add_argument("--log-opt", action="append", default=[], help="max-size=SIZE, max-file=N (json-file)")
     p.add_argument("--isolation", default="container", help="container (default) or vm")
+    p.add_argument("--kernel", help="VM guest kernel image (default: Debian's cloud kernel in /boot)")
+    p.add_argument("--accel", default="auto", help="VM accelerator: auto (default: probed), kvm or tcg")
     p.add_argument("--allow-sensitive-mounts", action="store_true",
                    help="allow bind-mounting /, /proc, /sys, /dev, /boot, /etc or berth's state (warns)")
     p.add_argument("image", help="image reference")
@@ -162,7 +164,7 @@ def _options(a):
         restart=o.parse_restart(a.restart), auto_remove=a.rm, init=a.init,
         labels=o.parse_labels(a.label), stop_signal=a.stop_signal, stop_timeout=a.stop_timeout,
         healthcheck=health, log_max_size=max_size, log_max_file=max_file, isolation=a.isolation,
-        allow_sensitive_mounts=a.allow_sensitive_mounts,
+        allow_sensitive_mounts=a.allow_sensitive_mounts, kernel=a.kernel, accel=a.accel,
     )
 
 

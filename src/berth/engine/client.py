@@ -110,6 +110,7 @@ def create_options(image: str, command: str | list[str] | None = None, **kw: Any
         "userns_mode", "restart_policy", "auto_remove", "init", "labels", "stop_signal",
         "healthcheck", "isolation", "tmpfs", "mounts", "dns", "extra_hosts", "publish_all_ports",
         "log_config", "network_aliases", "allow_sensitive_mounts", "stop_timeout", "detach",
+        "kernel", "accel",
     }
     bad = set(kw) - known
     if bad:
@@ -167,6 +168,7 @@ def create_options(image: str, command: str | list[str] | None = None, **kw: Any
         log_max_file=int(log.get("max-file", DEFAULT_LOG_MAX_FILE)),
         isolation=kw.get("isolation") or "container",
         allow_sensitive_mounts=bool(kw.get("allow_sensitive_mounts")),
+        kernel=str(kw["kernel"]) if kw.get("kernel") is not None else None, accel=kw.get("accel") or "auto",
     )
 
 
@@ -195,7 +197,8 @@ class ContainerCollection:
                 working_dir, user, hostname, tty, stdin_open, network, mem_limit, nano_cpus,
                 pids_limit, read_only, cap_add, cap_drop, security_opt, privileged,
                 restart_policy, auto_remove, init, labels, stop_signal, healthcheck,
-                isolation ("container" or "vm"), tmpfs, mounts, dns, extra_hosts, log_config.
+                isolation ("container" or "vm"), tmpfs, mounts, dns, extra_hosts, log_config;
+                for VMs also kernel (path of the guest kernel) and accel ("auto", "kvm", "tcg").
         Returns:
             Container
         Raises:

@@ -113,9 +113,10 @@ class Engine:
         """
         validate(opts)
         if opts.isolation == "vm":
-            from berth.engine.backends import check_isolation
+            from berth.engine.backends import check_isolation, check_vm_options
 
             check_isolation(opts.isolation, self.runtime)
+            check_vm_options(opts)
         image = images.get_image(str(self.root), opts.image)
         cid = names.new_id()
         name = (opts.name or "").lstrip("/") or names.generate_name(self.state.names())

@@ -19,6 +19,7 @@ DEFAULT_PIDS_LIMIT = 2048
 DEFAULT_LOG_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_LOG_MAX_FILE = 3
 ISOLATIONS = ("container", "vm")
+ACCELS = ("auto", "kvm", "tcg")  # as berth.runtime.vm.accel.ACCELS (not imported: no VM code on this path)
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 SENSITIVE_PATHS = ("/", "/proc", "/sys", "/dev", "/boot", "/etc")
 
@@ -95,6 +96,8 @@ class CreateOptions:
     log_max_file: int = DEFAULT_LOG_MAX_FILE
     isolation: str = "container"
     allow_sensitive_mounts: bool = False
+    kernel: str | None = None  # VM only: guest kernel (default: the cloud kernel in /boot)
+    accel: str = "auto"  # VM only: auto | kvm | tcg
 
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$", re.I)
@@ -296,6 +299,12 @@ def validate(opts: CreateOptions) -> None:
     """Cross-field checks (single values were checked by their parsers)."""
     if opts.isolation not in ISOLATIONS:
         raise UsageError(f"invalid isolation {opts.isolation!r}: expected container or vm")
+    if opts.accel not in ACCELS:
+        raise UsageError(f"invalid --accel {opts.accel!r}: expected auto, kvm or tcg")
+    if opts.isolation != "vm" and (opts.kernel or opts.accel != "auto"):
+        raise UsageError(f"{'--kernel' if opts.kernel else '--accel'}: only with --isolation vm")
+    if opts.kernel is not None and not opts.kernel.strip():
+        raise UsageError("invalid --kernel '': expected the path of a kernel image")
     if opts.memory and opts.memory < MIN_MEMORY:
         raise UsageError(f"invalid memory limit {opts.memory}: the minimum allowed is 6 MiB (6m)")
     if opts.pids_limit < -1:

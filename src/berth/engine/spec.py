@@ -284,6 +284,9 @@ def build_spec(opts: CreateOptions, image_cfg: dict, rootfs: Path, cid: str, hos
             import math
 
             ann["org.berth.vm.cpus"] = str(max(1, math.ceil(opts.cpus)))
+        if opts.kernel:  # absolute (backends.check_vm_options); absent: the runtime's default
+            ann["org.berth.vm.kernel"] = opts.kernel
+        ann["org.berth.vm.accel"] = opts.accel
     return spec, warnings
 
 
