@@ -19,6 +19,7 @@ from berth.engine.netsetup import NetPlan, netns_dir
 
 
 class BridgePlan(NetPlan):
+    has_teardown = True
     lib: Any = None
     network: str = "bridge"
     hostname: str = ""

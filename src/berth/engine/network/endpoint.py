@@ -101,8 +101,11 @@ def ensure_bridge(bridge: str, gateway: str, prefixlen: int) -> bool:
 
 
 def remove_link(name: str) -> bool:
+    """Delete a device; it is gone from the device list when this returns
+    (the kernel's slower cleanup after that runs in a helper: see
+    ``Netlink.del_link_unlisted``). False when it did not exist."""
     with Netlink() as nl:
-        return nl.del_link(name)
+        return nl.del_link_unlisted(name)
 
 
 def _set_sysctl(key: str, value: str) -> None:
