@@ -16,10 +16,10 @@ import ipaddress
 import os
 import re
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from berth._sys import netns
+from berth.engine._record import factory, hidden, record
 from berth.engine.network import dns, endpoint, ipam, store
 from berth.engine.network.endpoint import Endpoint
 from berth.engine.network.firewall import Firewall
@@ -73,7 +73,7 @@ def _check_hostnames(names, what: str) -> None:
             raise UsageError(f"{what}: invalid name or alias {n!r}")
 
 
-@dataclass
+@record
 class Network:
     """A network's configuration (what ``berth network inspect`` shows)."""
 
@@ -83,10 +83,10 @@ class Network:
     gateway: str
     bridge: str
     internal: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = factory(dict)
     created: str = ""
     # The NetworkManager that loaded it (for the module-level attach()).
-    manager: NetworkManager | None = field(default=None, repr=False, compare=False)
+    manager: NetworkManager | None = hidden(None)
 
     @property
     def driver(self) -> str:
