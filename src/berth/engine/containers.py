@@ -21,13 +21,16 @@ import signal as _signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from berth.engine import images, names
 from berth.engine import status as _status
 from berth.engine.options import SENSITIVE_PATHS, CreateOptions, MountSpec, validate
 from berth.engine.state import State
 from berth.errors import BerthError, Conflict, NotFound, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 RUNNING_STATES = ("running", "paused", "restarting")
 

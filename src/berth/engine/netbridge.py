@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from berth.engine.netsetup import NetPlan, netns_dir
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class BridgePlan(NetPlan):
@@ -110,6 +113,8 @@ class BridgePlan(NetPlan):
                 self.lib.remove_netns(self.netns_path)
 
     def published(self) -> list[dict]:
+        if not self.endpoint.get("WantPorts"):
+            return []  # nothing was published: no need to list the firewall's rules
         return [{"container_port": m.container_port, "host_port": m.host_port, "host_ip": m.host_ip,
                  "proto": m.proto} for m in self._nm().ports(self.cid)]
 
