@@ -574,9 +574,9 @@ def cmd_top(argv, client, prog) -> int:
     p.add_argument("container")
     a = p.parse_args(argv)
     titles, rows = top(client.engine, client.engine.get(a.container))
-    from berth.cli.format import _print_table
+    from berth.cli.format import print_table
 
-    _print_table([titles] + rows)
+    print_table([titles] + rows)
     return 0
 
 
