@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from berth.engine.netsetup import NetPlan, netns_dir
+from berth.errors import NotFound
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
 if TYPE_CHECKING:
@@ -133,7 +134,12 @@ def _make(engine, lib, mode: str, cid: str, name: str) -> BridgePlan:
 def plan_bridge(engine, lib, opts, mode: str, cid: str, name: str, hostname: str) -> BridgePlan:
     nm = lib.NetworkManager(str(engine.root))
     if mode == "bridge":
-        nm.ensure_default()
+        try:
+            # an existing default network's bridge and rules are checked (and
+            # remade after a reboot) by connect at start: not twice per run
+            nm.get(mode)
+        except NotFound:
+            nm.ensure_default()
     else:
         nm.get(mode)  # NotFound for an unknown network, before anything is made
     plan = _make(engine, lib, mode, cid, name)

@@ -540,7 +540,8 @@ class NetworkManager:
         d = self.files / container_id
         d.mkdir(parents=True, exist_ok=True)
         meta = {"hostname": hostname, "mode": mode, "extra_hosts": [list(h) for h in extra_hosts]}
-        store.write_json_atomic(d / "meta.json", meta)
+        # not fsync'd (a start after a reboot writes it again; readers skip a damaged one)
+        store.write_json_atomic(d / "meta.json", meta, durable=False)
         if mode == "host":
             store.write_in_place(d / "resolv.conf", _read("/etc/resolv.conf"))
         else:
@@ -579,9 +580,11 @@ class NetworkManager:
         if rec is None:
             return
         for cid in rec.get("endpoints", {}):
-            meta_path = self.files / cid / "meta.json"
-            if meta_path.is_file():
-                self._write_hosts(cid, store.read_json(meta_path), records)
+            try:
+                meta = store.read_json(self.files / cid / "meta.json")
+            except (OSError, ValueError):
+                continue  # gone, or cut short by a power loss (it is not fsync'd)
+            self._write_hosts(cid, meta, records)
 
     # --- teardown and cleanup ----------------------------------------------
     @_kernel_errors("release container network")
