@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 
 class BridgePlan(NetPlan):
-    has_teardown = True
     lib: Any = None
     network: str = "bridge"
     hostname: str = ""

@@ -64,8 +64,6 @@ class NetPlan:
         return {"Mode": self.mode, "Ports": [p.__dict__ for p in self.ports], "Aliases": self.aliases,
                 "Endpoint": self.endpoint}
 
-    has_teardown = False  # True when down() has work to do
-
     def up(self) -> None:
         pass
 
