@@ -150,11 +150,13 @@ def _options(a):
     if a.health_cmd:
         health = o.Healthcheck(a.health_cmd, o.parse_duration(a.health_interval, "--health-interval"),
                                o.parse_duration(a.health_timeout, "--health-timeout"), a.health_retries)
-    import shlex
+    entrypoint = None
+    if a.entrypoint is not None:
+        import shlex  # only here: not on every run's path
 
+        entrypoint = shlex.split(a.entrypoint) if a.entrypoint else []
     return o.CreateOptions(
-        image=a.image, command=a.command or None,
-        entrypoint=(shlex.split(a.entrypoint) if a.entrypoint else []) if a.entrypoint is not None else None,
+        image=a.image, command=a.command or None, entrypoint=entrypoint,
         name=a.name, env=env, workdir=a.workdir, user=a.user, hostname=a.hostname, tty=a.tty,
         stdin_open=a.interactive, ports=ports, publish_all=a.publish_all, mounts=mounts,
         network=a.network, network_aliases=a.network_alias, add_hosts=a.add_host, dns=a.dns,
@@ -574,9 +576,9 @@ def cmd_top(argv, client, prog) -> int:
     p.add_argument("container")
     a = p.parse_args(argv)
     titles, rows = top(client.engine, client.engine.get(a.container))
-    from berth.cli.format import _print_table
+    from berth.cli.format import print_table
 
-    _print_table([titles] + rows)
+    print_table([titles] + rows)
     return 0
 
 

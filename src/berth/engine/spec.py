@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Any
 
 from berth.engine import fsutil
 from berth.engine.options import CreateOptions
 from berth.errors import UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # docker's default capability set (moby oci/caps/defaults.go)
 DEFAULT_CAPS = [
