@@ -112,7 +112,13 @@ def _create_parser(prog: str, run: bool) -> Parser:
     p.add_argument("--health-timeout", default="30s", help="maximum time of one check")
     p.add_argument("--health-retries", type=int, default=3, help="failures before unhealthy")
     p.add_argument("--log-opt", action="append", default=[], help="max-size=SIZE, max-file=N (json-file)")
-    p.add_argument("--isolation", default="container", help="container (default) or vm")
+    p.add_argument("--isolation", default="container",
+                   help="container (default), vm, or auto (chosen from --require/--untrusted, "
+                        "the image's org.berth.requires label and this host; one line says why)")
+    p.add_argument("--require", action="append", default=[], metavar="NEED",
+                   help="with --isolation auto: strong-isolation, own-kernel or fast-start (repeatable)")
+    p.add_argument("--untrusted", action="store_true",
+                   help="with --isolation auto: the workload is untrusted (picks a VM)")
     p.add_argument("--kernel", help="VM guest kernel image (default: Debian's cloud kernel in /boot)")
     p.add_argument("--accel", default="auto", help="VM accelerator: auto (default: probed), kvm or tcg")
     p.add_argument("--allow-sensitive-mounts", action="store_true",
@@ -167,6 +173,7 @@ def _options(a):
         labels=o.parse_labels(a.label), stop_signal=a.stop_signal, stop_timeout=a.stop_timeout,
         healthcheck=health, log_max_size=max_size, log_max_file=max_file, isolation=a.isolation,
         allow_sensitive_mounts=a.allow_sensitive_mounts, kernel=a.kernel, accel=a.accel,
+        requires=[r for v in a.require for r in v.split(",") if r], untrusted=a.untrusted,
     )
 
 

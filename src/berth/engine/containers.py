@@ -107,6 +107,19 @@ class Engine:
 
     # ---- create -------------------------------------------------------------
 
+    def _choose_isolation(self, opts: CreateOptions, warnings: list[str]) -> CreateOptions:
+        """``--isolation auto``: pick container or vm from what the user and the
+        image declare and what this host can run (berth.engine.advise, the same
+        rules as compare's "use cases" row); one line says what and why."""
+        from berth.engine.advise import HostCaps, choose, explain
+
+        labels = images.get_image(str(self.root), opts.image).config.get("Labels") or {}
+        mode, reason = choose(set(opts.requires), opts.untrusted, labels, HostCaps.probe())
+        warnings.append(explain(mode, reason))
+        from berth.engine._record import replace
+
+        return replace(opts, isolation=mode)
+
     def create(self, opts: CreateOptions) -> tuple[dict[str, Any], list[str]]:
         """Create a container (docker create); returns its record and warnings.
 
@@ -115,6 +128,9 @@ class Engine:
         Nothing is left on disk when it fails.
         """
         validate(opts)
+        warnings: list[str] = []
+        if opts.isolation == "auto":
+            opts = self._choose_isolation(opts, warnings)
         if opts.isolation == "vm":
             from berth.engine.backends import check_isolation, check_vm_options
 
@@ -124,7 +140,6 @@ class Engine:
         cid = names.new_id()
         name = (opts.name or "").lstrip("/") or names.generate_name(self.state.names())
         cdir = self.cdir(cid)
-        warnings: list[str] = []
         cdir.mkdir(parents=True, mode=0o700)
         try:
             rec = self._create_in(cdir, cid, name, opts, image, warnings)
