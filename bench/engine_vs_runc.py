@@ -112,7 +112,8 @@ def main() -> int:
                 print(f"podman run --rm (runc, --network=none):          {pod:7.1f} ms")
                 print(f"ratio berth/podman: {ours / pod:.2f} (target <= 0.50)")
         else:
-            print("podman: not installed (apt-get install podman to compare)")
+            print("podman: not installed, skipped (to compare: apt-get install --no-install-recommends podman;"
+                  " scripts/apt.d/engine.txt says why set-up does not)")
         t0 = time.perf_counter()
         subprocess.run([BERTH, "--version"], capture_output=True)
         print(f"berth CLI start-up (--version): {(time.perf_counter() - t0) * 1000:.1f} ms")

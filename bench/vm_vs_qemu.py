@@ -4,8 +4,11 @@ Peer: ``qemu-system-x86_64 -M microvm,acpi=off -kernel <cloud kernel> -initrd <b
 initramfs whose /init mounts /proc, runs true, reboot -f>`` (as in checks/05-vm).
 berth: a fresh Python process doing VMInstance.create + start + wait + delete of a
 busybox bundle whose process is `true` (cache warm: initramfs, ext4 base, accel).
-Also the memory of an idle VM (QEMU's RSS and PSS with the guest booted and
-idling in `sleep`). Prints medians and the ratio (target: berth <= 1.20 x bare).
+Also the memory of an idle VM against an idle container, both started with the engine
+(``berth run -d``, busybox ``sleep``) in the same run: RSS and PSS of the instance's
+berth-monitor and every process under it (container: the workload; VM: the VM's
+monitor, QEMU, virtiofsd), with the per-process split and the ratio.
+Prints medians and the ratio (target: berth <= 1.20 x bare).
 
     .venv/bin/python bench/vm_vs_qemu.py [--runs 5]
 """
@@ -13,7 +16,6 @@ idling in `sleep`). Prints medians and the ratio (target: berth <= 1.20 x bare).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import statistics
@@ -63,29 +65,89 @@ def time_runs(argv_fn, runs: int) -> list[float]:
     return ts
 
 
-def idle_memory(rootfs: Path, work: Path, cache: Path) -> dict:
-    from berth.runtime.vm.instance import VMInstance
+def _tree(top: int) -> list[int]:
+    """``top`` and all its descendants (from /proc/*/stat's ppid)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [top]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
 
-    cfg = {"process": {"args": ["sh", "-c", "echo up; exec sleep 300"], "env": ["PATH=/bin"], "cwd": "/"}}
-    vm = VMInstance.create("bench-idle", cfg, rootfs, work / "idle", cache_dir=cache)
-    out = io.BytesIO()
+
+def _rollup(pid: int) -> tuple[str, int, int]:
+    """(comm, RSS KiB, PSS KiB) of one process."""
+    with open(f"/proc/{pid}/comm") as f:
+        comm = f.read().strip()
+    rss = pss = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k == "Rss":
+                rss = int(v.split()[0])
+            elif k == "Pss":
+                pss = int(v.split()[0])
+    return comm, rss, pss
+
+
+def idle_instance_memory(berth: list[str], root: Path, isolation: str) -> dict:
+    """RSS/PSS (KiB) of everything berth keeps for one idle instance, started with
+    the engine (``berth run -d``): its berth-monitor and all that monitor's
+    descendants (container: the workload; VM: the VM's monitor, QEMU, virtiofsd)."""
+    import json
+
+    r = subprocess.run([*berth, "--root", str(root), "run", "-d", "--network", "none", "--isolation", isolation,
+                        "busybox", "sh", "-c", "echo up; exec sleep 1000"], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"berth run -d --isolation {isolation} failed: {r.stderr.strip()}")
+    cid = r.stdout.strip()
     try:
-        vm.start(stdout=out)
-        for _ in range(300):
-            if out.getvalue():
+        for _ in range(600):
+            if "up" in subprocess.run([*berth, "--root", str(root), "logs", cid], capture_output=True,
+                                      text=True).stdout:
                 break
             time.sleep(0.05)
-        time.sleep(1.0)
-        fields = {}
-        with open(f"/proc/{vm.pid}/smaps_rollup") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                if k in ("Rss", "Pss"):
-                    fields[k] = int(v.split()[0]) // 1024
-        return fields
+        time.sleep(1.0)  # let the guest (or the container) settle into its sleep
+        monitor = json.loads((root / "containers" / cid / "status.json").read_text())["monitor_pid"]
+        parts: dict[str, list[int]] = {}
+        for pid in _tree(monitor):
+            try:
+                comm, rss, pss = _rollup(pid)
+            except OSError:  # exited meanwhile
+                continue
+            acc = parts.setdefault(comm, [0, 0])
+            acc[0] += rss
+            acc[1] += pss
+        return {"rss": sum(v[0] for v in parts.values()), "pss": sum(v[1] for v in parts.values()),
+                "parts": {k: (v[0], v[1]) for k, v in sorted(parts.items())}}
     finally:
-        vm.kill()
-        vm.delete(force=True)
+        subprocess.run([*berth, "--root", str(root), "rm", "-f", cid], capture_output=True)
+
+
+def idle_memory(work: Path, cache: Path) -> tuple[dict, dict]:
+    """An idle container and an idle VM (256 MiB guest) of the same busybox image, one
+    engine root, measured in the same run."""
+    venv = Path(sys.executable).parent
+    berth = [str(venv / "berth")]
+    os.environ["BERTH_VM_CACHE"] = str(cache)
+    os.environ.setdefault("BERTH_RUNTIME", str(venv / "berth-runtime"))
+    root = work / "engine"
+    try:
+        subprocess.run([*berth, "--root", str(root), "image", "bootstrap", "busybox"], capture_output=True, check=True)
+        return idle_instance_memory(berth, root, "container"), idle_instance_memory(berth, root, "vm")
+    finally:
+        subprocess.run([*berth, "--root", str(root), "system", "prune"], capture_output=True)
+        for p in (root / "containers").glob("*/rootfs"):
+            subprocess.run(["umount", "-l", str(p)], capture_output=True)
 
 
 def main() -> int:
@@ -114,9 +176,11 @@ def main() -> int:
         print(f"bare qemu boot (microvm,acpi=off, busybox init: true; reboot -f): median {t:.0f} ms  {[round(x) for x in theirs_ms]}")
         print(f"berth VM run-to-exit of `true` (fresh python: create+start+wait+delete): median {o:.0f} ms  {[round(x) for x in ours_ms]}")
         print(f"ratio berth/bare: {o / t:.2f} (target <= 1.20)")
-        mem = idle_memory(rootfs, work, cache)
-        print(f"idle VM (256 MiB guest, QEMU process): RSS {mem.get('Rss')} MiB, PSS {mem.get('Pss')} MiB")
-        print("idle container: not measured here (needs the engine); compare with `berth compare`")
+        ctr, vm = idle_memory(work, cache)
+        for what, m in (("idle container", ctr), ("idle VM (256 MiB guest)", vm)):
+            parts = ", ".join(f"{k} {r / 1024:.1f}/{p / 1024:.1f}" for k, (r, p) in m["parts"].items())
+            print(f"{what}: RSS {m['rss'] / 1024:.1f} MiB, PSS {m['pss'] / 1024:.1f} MiB  (RSS/PSS MiB: {parts})")
+        print(f"ratio idle VM/container: RSS {vm['rss'] / ctr['rss']:.0f}x, PSS {vm['pss'] / ctr['pss']:.0f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -47,6 +47,21 @@ printf '#!%s -IS\nimport os, sys\nsys.path[:0] = ["%s", "%s"]\nos.environ.setdef
 chmod 755 "$VENV/bin/berth-runtime.tmp"
 mv "$VENV/bin/berth-runtime.tmp" "$VENV/bin/berth-runtime"
 
+# `berth` itself gets the same kind of launcher: it is on the path of every
+# `berth run` (pip's wrapper, site and the .pth cost ~7 ms, see bench/README.md).
+# Its dependencies (rich, zstandard, pyroute2, ...) are in the venv's
+# site-packages, which is on sys.path; no package there needs a .pth file.
+# Without site, sys.prefix would be the base interpreter's: set it (and
+# sys.executable, for `python -m berth...` children such as the monitor's
+# exit command) to the venv as site would, so libexec() and the default
+# runtime (sys.prefix/bin/berth-runtime) are the venv's. -I ignores PYTHON*
+# variables only; BERTH_* variables are read by berth itself.
+venv_abs=$(cd "$VENV" && pwd)
+printf '#!%s -IS\nimport sys\nsys.path[:0] = ["%s", "%s"]\nsys.prefix = sys.exec_prefix = "%s"\nsys.executable = "%s"\nfrom berth.cli.main import main\nsys.exit(main())\n' \
+  "$rt_py" "$berth_dir" "$purelib" "$venv_abs" "$venv_abs/bin/python3" > "$VENV/bin/berth.tmp"
+chmod 755 "$VENV/bin/berth.tmp"
+mv "$VENV/bin/berth.tmp" "$VENV/bin/berth"
+
 # C helpers (guest agent, container monitor) land in the venv's libexec.
 make -s -C csrc OUT="$PWD/$VENV/libexec/berth"
 

@@ -80,12 +80,9 @@ def test_oci_seccomp_profile_is_enforced_inside_the_guest(vms):
     init = json.loads((vm.state_dir / "config.init.json").read_text())
     assert "seccomp" not in init["process"]  # no profile in the config: none in the guest
     vm.delete()
-    from conftest import oci_config
-
-    config = oci_config(["sh", "-c", "grep -E '^Seccomp:' /proc/self/status; mkdir /tmp/blocked || echo REFUSED"])
-    config["linux"] = cfg_linux
-    vm = VMInstance.create(f"sc{os.getpid()}", config, vms.rootfs, vms.tmp / "sc", cache_dir=vms.cache)
-    vms.vms.append(vm)
+    # (through the fixture: `from conftest import` finds tests/engine's conftest when both run)
+    vm = vms.create(["sh", "-c", "grep -E '^Seccomp:' /proc/self/status; mkdir /tmp/blocked || echo REFUSED"],
+                    linux=cfg_linux)
     out = io.BytesIO()
     vm.start(stdout=out, stderr=io.BytesIO())
     assert vm.wait() == 0

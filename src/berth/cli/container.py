@@ -114,7 +114,15 @@ def _create_parser(prog: str, run: bool) -> Parser:
     p.add_argument("--health-retries", type=int, default=3, help="failures before unhealthy")
     p.add_argument("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK")
     p.add_argument("--log-opt", action="append", default=[], help="max-size=SIZE, max-file=N (json-file)")
-    p.add_argument("--isolation", default="container", help="container (default) or vm")
+    p.add_argument("--isolation", default="container",
+                   help="container (default), vm, or auto (chosen from --require/--untrusted, "
+                        "the image's org.berth.requires label and this host; one line says why)")
+    p.add_argument("--require", action="append", default=[], metavar="NEED",
+                   help="with --isolation auto: strong-isolation, own-kernel or fast-start (repeatable)")
+    p.add_argument("--untrusted", action="store_true",
+                   help="with --isolation auto: the workload is untrusted (picks a VM)")
+    p.add_argument("--kernel", help="VM guest kernel image (default: Debian's cloud kernel in /boot)")
+    p.add_argument("--accel", default="auto", help="VM accelerator: auto (default: probed), kvm or tcg")
     p.add_argument("--allow-sensitive-mounts", action="store_true",
                    help="allow bind-mounting /, /proc, /sys, /dev, /boot, /etc or berth's state (warns)")
     p.add_argument("image", help="image reference")
@@ -155,11 +163,13 @@ def _options(a):
     if a.health_cmd:
         health = o.Healthcheck(a.health_cmd, o.parse_duration(a.health_interval, "--health-interval"),
                                o.parse_duration(a.health_timeout, "--health-timeout"), a.health_retries)
-    import shlex
+    entrypoint = None
+    if a.entrypoint is not None:
+        import shlex  # only here: not on every run's path
 
+        entrypoint = shlex.split(a.entrypoint) if a.entrypoint else []
     return o.CreateOptions(
-        image=a.image, command=a.command or None,
-        entrypoint=(shlex.split(a.entrypoint) if a.entrypoint else []) if a.entrypoint is not None else None,
+        image=a.image, command=a.command or None, entrypoint=entrypoint,
         name=a.name, env=env, workdir=a.workdir, user=a.user, hostname=a.hostname, tty=a.tty,
         stdin_open=a.interactive, ports=ports, publish_all=a.publish_all, mounts=mounts,
         network=a.network, network_aliases=a.network_alias, add_hosts=a.add_host, dns=a.dns,
@@ -168,8 +178,10 @@ def _options(a):
         security_opt=a.security_opt, privileged=a.privileged, userns=a.userns,
         restart=o.parse_restart(a.restart), auto_remove=a.rm, init=a.init,
         labels=o.parse_labels(a.label), stop_signal=a.stop_signal, stop_timeout=a.stop_timeout,
-        healthcheck=health, no_healthcheck=a.no_healthcheck, log_max_size=max_size, log_max_file=max_file, isolation=a.isolation,
-        allow_sensitive_mounts=a.allow_sensitive_mounts,
+        healthcheck=health, no_healthcheck=a.no_healthcheck, log_max_size=max_size, log_max_file=max_file,
+        isolation=a.isolation,
+        allow_sensitive_mounts=a.allow_sensitive_mounts, kernel=a.kernel, accel=a.accel,
+        requires=[r for v in a.require for r in v.split(",") if r], untrusted=a.untrusted,
     )
 
 
@@ -605,9 +617,9 @@ def cmd_top(argv, client, prog) -> int:
     p.add_argument("ps_options", nargs=argparse.REMAINDER, help="ps options (default -ef columns)")
     a = p.parse_args(argv)
     titles, rows = top(client.engine, client.engine.get(a.container), a.ps_options)
-    from berth.cli.format import _print_table
+    from berth.cli.format import print_table
 
-    _print_table([titles] + rows)
+    print_table([titles] + rows)
     return 0
 
 

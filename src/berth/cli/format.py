@@ -38,6 +38,7 @@ def human_duration(seconds: float) -> str:
 
 
 def human_size(n: float) -> str:
+    """docker's units.HumanSize: decimal, 3 significant digits (``4.26MB``)."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
@@ -80,13 +81,13 @@ def print_rows(rows: list[dict[str, Any]], fmt: str | None, columns: list[tuple[
         if table:
             header = _FIELD.sub(lambda m: _header(m.group(2), columns), body)
             header = header.encode().decode("unicode_escape") if "\\" in header else header
-            _print_table([header.split("\t")] + [ln.split("\t") for ln in lines])
+            print_table([header.split("\t")] + [ln.split("\t") for ln in lines])
         else:
             for ln in lines:
                 print(ln)
         return
     table = [[h for h, _ in columns]] + [[str(r[k]) for _, k in columns] for r in rows]
-    _print_table(table)
+    print_table(table)
 
 
 def _header(key: str, columns: list[tuple[str, str]]) -> str:
@@ -96,7 +97,8 @@ def _header(key: str, columns: list[tuple[str, str]]) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", " ", key).upper()
 
 
-def _print_table(table: list[list[str]]) -> None:
+def print_table(table: list[list[str]]) -> None:
+    """Left-aligned columns three spaces apart, as docker prints them."""
     if not table:
         return
     ncol = max(len(r) for r in table)

@@ -9,6 +9,7 @@ import sys
 import time
 
 from berth.cli.common import Parser
+from berth.cli.format import human_size, print_table
 from berth.errors import UsageError
 
 SUBCOMMANDS = {
@@ -48,15 +49,6 @@ def _engine_images_in_use(root: str) -> list[str]:
     from berth.engine.containers import Engine
 
     return Engine(root).images_in_use()
-
-
-def human_size(n: float) -> str:
-    """docker's units.HumanSize: decimal, 3 significant digits (``4.26MB``)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
 
 
 def human_ago(created: str) -> str:
@@ -189,9 +181,7 @@ def cmd_ls(opts, argv):
 
 
 def _print_table(rows):
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print_table([[str(c) for c in r] for r in rows])
 
 
 def cmd_tag(opts, argv):

@@ -23,6 +23,8 @@ def cmd_info(argv, opts, prog) -> int:
         print(json.dumps(d))
         return 0
     for k, v in d.items():
+        if k == "VMAccelerator" and isinstance(v, dict):  # "tcg (why)", not a dict's repr
+            v = f"{v.get('Name') or 'none'} ({v.get('Reason')})"
         print(f"{k}: {v}")
     return 0
 

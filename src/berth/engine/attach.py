@@ -7,9 +7,12 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import BinaryIO
 
 from berth.engine.monitor import connect, read_frames
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 def _pump_stdin(sock: socket.socket, src: BinaryIO) -> None:

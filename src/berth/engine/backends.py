@@ -2,7 +2,8 @@
 
 The engine path is the same for both: the monitor runs the OCI runtime on a
 bundle. A VM-isolated container's config.json carries the annotation
-``org.berth.isolation=vm`` (plus ``org.berth.vm.memory``/``.cpus``) and
+``org.berth.isolation=vm`` (plus ``org.berth.vm.memory``/``.cpus``/``.kernel``/
+``.accel``) and
 ``berth-runtime`` boots it as a microVM (``berth.runtime.vm``). The choice is
 stored per container (``Isolation`` in its record, ``--filter isolation=vm``).
 """
@@ -39,3 +40,23 @@ def check_isolation(isolation: str, runtime: str = "") -> None:
     if runtime and not os.path.basename(runtime).startswith("berth-runtime"):
         # another OCI runtime would ignore the annotation and run a plain container
         raise UsageError(f"isolation vm: needs berth-runtime, but the OCI runtime is {runtime} (unset BERTH_RUNTIME)")
+
+
+def check_vm_options(opts) -> None:
+    """Check a VM's QEMU, kernel and accelerator before anything is written, and
+    make ``opts.kernel`` absolute (the runtime runs in another directory).
+
+    Raises:
+        NotFound: QEMU or the guest kernel is missing (the message names the set-up
+            command). UsageError: ``--accel kvm`` without a usable /dev/kvm.
+    """
+    from berth.runtime.vm.accel import check_requested, qemu_binary
+    from berth.runtime.vm.kernel import default_kernel_path, resolve
+
+    qemu_binary()
+    check_requested(opts.accel)
+    if opts.kernel:
+        opts.kernel = os.path.abspath(opts.kernel)
+        resolve(opts.kernel)
+    else:
+        default_kernel_path()

@@ -111,6 +111,7 @@ def create_options(image: str, command: str | list[str] | None = None, **kw: Any
         "userns_mode", "restart_policy", "auto_remove", "init", "labels", "stop_signal",
         "healthcheck", "isolation", "tmpfs", "mounts", "dns", "extra_hosts", "publish_all_ports",
         "log_config", "network_aliases", "allow_sensitive_mounts", "stop_timeout", "detach",
+        "kernel", "accel", "requires", "untrusted",
     }
     bad = set(kw) - known
     if bad:
@@ -169,6 +170,9 @@ def create_options(image: str, command: str | list[str] | None = None, **kw: Any
         log_max_file=int(log.get("max-file", DEFAULT_LOG_MAX_FILE)),
         isolation=kw.get("isolation") or "container",
         allow_sensitive_mounts=bool(kw.get("allow_sensitive_mounts")),
+        kernel=str(kw["kernel"]) if kw.get("kernel") is not None else None, accel=kw.get("accel") or "auto",
+        requires=[kw["requires"]] if isinstance(kw.get("requires"), str) else list(kw.get("requires") or []),
+        untrusted=bool(kw.get("untrusted")),
     )
 
 
@@ -197,7 +201,10 @@ class ContainerCollection:
                 working_dir, user, hostname, tty, stdin_open, network, mem_limit, nano_cpus,
                 pids_limit, read_only, cap_add, cap_drop, security_opt, privileged,
                 restart_policy, auto_remove, init, labels, stop_signal, healthcheck,
-                isolation ("container" or "vm"), tmpfs, mounts, dns, extra_hosts, log_config.
+                isolation ("container", "vm" or "auto"), tmpfs, mounts, dns, extra_hosts, log_config;
+                with isolation="auto" also requires (list of "strong-isolation", "own-kernel",
+                "fast-start") and untrusted (bool): berth picks the mode and says why;
+                for VMs also kernel (path of the guest kernel) and accel ("auto", "kvm", "tcg").
         Returns:
             Container
         Raises:

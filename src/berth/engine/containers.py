@@ -21,13 +21,16 @@ import signal as _signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from berth.engine import images, names
 from berth.engine import status as _status
 from berth.engine.options import SENSITIVE_PATHS, CreateOptions, MountSpec, validate
 from berth.engine.state import State
 from berth.errors import BerthError, Conflict, NotFound, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 RUNNING_STATES = ("running", "paused", "restarting")
 FILTERS = ("status", "name", "label", "id", "ancestor", "exited", "isolation", "health", "network",
@@ -106,6 +109,19 @@ class Engine:
 
     # ---- create -------------------------------------------------------------
 
+    def _choose_isolation(self, opts: CreateOptions, warnings: list[str]) -> CreateOptions:
+        """``--isolation auto``: pick container or vm from what the user and the
+        image declare and what this host can run (berth.engine.advise, the same
+        rules as compare's "use cases" row); one line says what and why."""
+        from berth.engine.advise import HostCaps, choose, explain
+
+        labels = images.get_image(str(self.root), opts.image).config.get("Labels") or {}
+        mode, reason = choose(set(opts.requires), opts.untrusted, labels, HostCaps.probe())
+        warnings.append(explain(mode, reason))
+        from berth.engine._record import replace
+
+        return replace(opts, isolation=mode)
+
     def create(self, opts: CreateOptions) -> tuple[dict[str, Any], list[str]]:
         """Create a container (docker create); returns its record and warnings.
 
@@ -114,15 +130,18 @@ class Engine:
         Nothing is left on disk when it fails.
         """
         validate(opts)
+        warnings: list[str] = []
+        if opts.isolation == "auto":
+            opts = self._choose_isolation(opts, warnings)
         if opts.isolation == "vm":
-            from berth.engine.backends import check_isolation
+            from berth.engine.backends import check_isolation, check_vm_options
 
             check_isolation(opts.isolation, self.runtime)
+            check_vm_options(opts)
         image = images.get_image(str(self.root), opts.image)
         cid = names.new_id()
         name = (opts.name or "").lstrip("/") or names.generate_name(self.state.names())
         cdir = self.cdir(cid)
-        warnings: list[str] = []
         cdir.mkdir(parents=True, mode=0o700)
         try:
             rec = self._create_in(cdir, cid, name, opts, image, warnings)
@@ -476,6 +495,8 @@ class Engine:
         self._teardown_dir(self.cdir(cid))
         # the monitor runs the runtime's delete after recording the exit:
         # the teardown above overlapped with it; now wait for it to finish
+        # (that wait, not the teardown, ends most runs: a thread running the
+        # network's teardown beside the rest measured no faster)
         self._finish_monitor(monitor)
         self._delete_runtime_state(cid)
         self._remove_cgroups(cid)

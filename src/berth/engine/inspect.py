@@ -88,4 +88,8 @@ def inspect_container(engine, rec: dict[str, Any]) -> dict[str, Any]:
     }
     if settings:
         out["NetworkSettings"] = settings
+    if out["Isolation"] == "vm":  # accelerator and why, guest kernel, RAM, vCPUs
+        from berth.engine.vminfo import details
+
+        out["VM"] = details(engine, rec)
     return out

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from berth.engine.netsetup import NetPlan, netns_dir
+from berth.errors import NotFound
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class BridgePlan(NetPlan):
@@ -143,6 +147,8 @@ class BridgePlan(NetPlan):
                 self.lib.remove_netns(self.netns_path)
 
     def published(self) -> list[dict]:
+        if not self.endpoint.get("WantPorts"):
+            return []  # nothing was published: no need to list the firewall's rules
         return [{"container_port": m.container_port, "host_port": m.host_port, "host_ip": m.host_ip,
                  "proto": m.proto} for m in self._nm().ports(self.cid)]
 
@@ -172,7 +178,12 @@ def _make(engine, lib, mode: str, cid: str, name: str) -> BridgePlan:
 def plan_bridge(engine, lib, opts, mode: str, cid: str, name: str, hostname: str) -> BridgePlan:
     nm = lib.NetworkManager(str(engine.root))
     if mode == "bridge":
-        nm.ensure_default()
+        try:
+            # an existing default network's bridge and rules are checked (and
+            # remade after a reboot) by connect at start: not twice per run
+            nm.get(mode)
+        except NotFound:
+            nm.ensure_default()
     else:
         nm.get(mode)  # NotFound for an unknown network, before anything is made
     plan = _make(engine, lib, mode, cid, name)

@@ -139,7 +139,11 @@ def stats(engine, rec: dict, interval: float = 0.2) -> dict[str, Any]:
         out["memory_limit"] = lim if lim < (1 << 62) else 0
     out["pids"] = _int(d["pids"] / "pids.current")
     out["block_read"], out["block_write"] = _block_io(cid)
-    if rs.pid:
+    if rec.get("Isolation") == "vm":  # the VM's monitor shares the host's netns: count its tap
+        from berth.engine.vminfo import net_bytes
+
+        out["net_rx"], out["net_tx"] = net_bytes(engine, rec)
+    elif rs.pid:
         for line in _read(Path(f"/proc/{rs.pid}/net/dev")).splitlines()[2:]:
             name, _, rest = line.partition(":")
             if name.strip() == "lo":

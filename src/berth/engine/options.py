@@ -19,7 +19,8 @@ DEFAULT_PIDS_LIMIT = 2048
 # 10 MiB x 3 files = 30 MiB so a flooding container cannot fill the disk.
 DEFAULT_LOG_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_LOG_MAX_FILE = 3
-ISOLATIONS = ("container", "vm")
+ISOLATIONS = ("container", "vm", "auto")
+ACCELS = ("auto", "kvm", "tcg")  # as berth.runtime.vm.accel.ACCELS (not imported: no VM code on this path)
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 SENSITIVE_PATHS = ("/", "/proc", "/sys", "/dev", "/boot", "/etc")
 
@@ -97,6 +98,10 @@ class CreateOptions:
     log_max_file: int = DEFAULT_LOG_MAX_FILE
     isolation: str = "container"
     allow_sensitive_mounts: bool = False
+    kernel: str | None = None  # VM only: guest kernel (default: the cloud kernel in /boot)
+    accel: str = "auto"  # VM only: auto | kvm | tcg
+    requires: list[str] = factory(list)  # isolation auto: strong-isolation, own-kernel, fast-start
+    untrusted: bool = False  # isolation auto: the workload is untrusted
 
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$", re.I)
@@ -308,7 +313,15 @@ def parse_duration(text: str | int, what: str) -> int:
 def validate(opts: CreateOptions) -> None:
     """Cross-field checks (single values were checked by their parsers)."""
     if opts.isolation not in ISOLATIONS:
-        raise UsageError(f"invalid isolation {opts.isolation!r}: expected container or vm")
+        raise UsageError(f"invalid isolation {opts.isolation!r}: expected container, vm or auto")
+    if opts.isolation != "auto" and (opts.requires or opts.untrusted):
+        raise UsageError(f"{'--require' if opts.requires else '--untrusted'}: only with --isolation auto")
+    if opts.accel not in ACCELS:
+        raise UsageError(f"invalid --accel {opts.accel!r}: expected auto, kvm or tcg")
+    if opts.isolation != "vm" and (opts.kernel or opts.accel != "auto"):
+        raise UsageError(f"{'--kernel' if opts.kernel else '--accel'}: only with --isolation vm")
+    if opts.kernel is not None and not opts.kernel.strip():
+        raise UsageError("invalid --kernel '': expected the path of a kernel image")
     if opts.memory and opts.memory < MIN_MEMORY:
         raise UsageError(f"invalid memory limit {opts.memory}: the minimum allowed is 6 MiB (6m)")
     ncpu = os.cpu_count() or 1

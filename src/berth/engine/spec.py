@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Any
 
 from berth.engine import fsutil
 from berth.engine.options import CreateOptions
 from berth.errors import UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # docker's default capability set (moby oci/caps/defaults.go)
 DEFAULT_CAPS = [
@@ -284,6 +287,9 @@ def build_spec(opts: CreateOptions, image_cfg: dict, rootfs: Path, cid: str, hos
             import math
 
             ann["org.berth.vm.cpus"] = str(max(1, math.ceil(opts.cpus)))
+        if opts.kernel:  # absolute (backends.check_vm_options); absent: the runtime's default
+            ann["org.berth.vm.kernel"] = opts.kernel
+        ann["org.berth.vm.accel"] = opts.accel
     return spec, warnings
 
 

@@ -13,9 +13,12 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from berth.errors import Conflict, NotFound, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (

@@ -10,10 +10,13 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from berth.engine.state import State
 from berth.errors import Conflict, NotFound, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 

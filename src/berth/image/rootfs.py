@@ -35,7 +35,6 @@ from pathlib import Path
 
 from berth._sys import overlay as sysov
 from berth.errors import RuntimeFailure
-from berth.image.extract import OVERLAY_OPAQUE_XATTR
 
 ROOTFS, UPPER, WORK, LOWER, EMPTY = "rootfs", "upper", "work", "lower", "empty"
 COPY_MARKER = "rootfs.copied"  # says rootfs/ is a copy, and why
@@ -171,6 +170,10 @@ def _is_whiteout(st: os.stat_result) -> bool:
 
 
 def _is_opaque(path: str) -> bool:
+    # imported here, in the copy fallback only: extract pulls in tarfile,
+    # zstandard and dataclasses (~13 ms on every `berth run` otherwise)
+    from berth.image.extract import OVERLAY_OPAQUE_XATTR
+
     try:
         return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:

@@ -14,9 +14,9 @@ import fcntl
 import ipaddress
 import os
 import struct
-from dataclasses import dataclass, field, fields
 
 from berth._sys import netns
+from berth.engine._record import factory, hidden, record
 from berth.engine.network.netlink import Netlink
 from berth.errors import RuntimeFailure
 
@@ -30,7 +30,7 @@ IFF_VNET_HDR = 0x4000
 IFNAMSIZ = 16
 
 
-@dataclass
+@record
 class Endpoint:
     """One attachment of a container or VM to a network."""
 
@@ -46,11 +46,11 @@ class Endpoint:
     host_ifname: str  # veth<random>, tap<random> or the given tap name
     kind: str = "veth"  # or "tap"
     netns: str = ""
-    aliases: list[str] = field(default_factory=list)
+    aliases: list[str] = factory(list)
     endpoint_id: str = ""
     default_route: bool = False  # this endpoint carries the namespace's default route
     # The NetworkManager that made it (not persisted), for the module-level detach().
-    manager: object = field(default=None, repr=False, compare=False)
+    manager: object = hidden(None)
 
     def guest_config(self) -> dict[str, str]:
         """What a VM guest configures on the NIC with MAC ``mac`` (tap endpoints)."""
@@ -58,12 +58,12 @@ class Endpoint:
                 "gateway": self.gateway if self.default_route else ""}
 
     def to_dict(self) -> dict:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
-                for f in fields(self) if f.name != "manager"}
+        return {n: (list(v) if isinstance(v := getattr(self, n), list) else v)
+                for n in self.__record_fields__ if n != "manager"}
 
     @classmethod
     def from_dict(cls, d: dict) -> Endpoint:
-        known = set(cls.__dataclass_fields__) - {"manager"}
+        known = set(cls.__record_fields__) - {"manager"}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -101,8 +101,11 @@ def ensure_bridge(bridge: str, gateway: str, prefixlen: int) -> bool:
 
 
 def remove_link(name: str) -> bool:
+    """Delete a device; it is gone from the device list when this returns
+    (the kernel's slower cleanup after that runs in a helper: see
+    ``Netlink.del_link_unlisted``). False when it did not exist."""
     with Netlink() as nl:
-        return nl.del_link(name)
+        return nl.del_link_unlisted(name)
 
 
 def _set_sysctl(key: str, value: str) -> None:

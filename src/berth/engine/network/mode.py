@@ -17,12 +17,11 @@ runtime starts the workload, so the network is ready when the process runs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from berth.engine._record import record
 from berth.errors import UsageError
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NetworkMode:
     """A parsed ``--network`` value.
 

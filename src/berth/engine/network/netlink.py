@@ -15,8 +15,10 @@ and a kernel error becomes ``OSError`` with the errno and the operation.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import select
 import socket
 import struct
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ NLM_F_CREATE = 0x400
 
 # rtnetlink(7)
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
+RTMGRP_LINK = 1
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 
@@ -252,6 +255,75 @@ class Netlink:
             raise
         return True
 
+    def del_link_unlisted(self, name: str) -> bool:
+        """Delete ``name`` and return as soon as the kernel has unlisted it;
+        False when it did not exist.
+
+        The kernel ACKs an RTM_DELLINK only after ``netdev_run_todo``, which
+        waits for an RCU barrier and for the last reference to the device:
+        20-40 ms here, while the device (with its addresses, routes, and a
+        veth's peer) left the device list 2-7 ms after the request, as the
+        RTM_DELLINK notification says. So a detached grandchild process makes
+        the request and waits out the kernel's tail, and this returns at the
+        notification (or at the helper's answer: an error, or a link that was
+        gone already). Without a helper (fork failed, helper died) it deletes
+        synchronously like ``del_link``.
+        """
+        index = self.link_index(name)
+        if index is None:
+            return False
+        mon = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                            socket.NETLINK_ROUTE)
+        r = w = -1
+        try:
+            mon.bind((0, RTMGRP_LINK))  # subscribed before the request: no race
+            r, w = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError:
+                return self.del_link(name)
+            if pid == 0:
+                _delete_detached(w, name)  # never returns
+            os.close(w)
+            w = -1
+            try:
+                return self._await_unlisted(mon, r, index, name)
+            finally:
+                os.waitpid(pid, 0)  # the intermediate child, long gone by now
+        finally:
+            mon.close()
+            for fd in (r, w):
+                if fd >= 0:
+                    os.close(fd)
+
+    def _await_unlisted(self, mon: socket.socket, r: int, index: int, name: str) -> bool:
+        poller = select.poll()
+        poller.register(mon.fileno(), select.POLLIN)
+        poller.register(r, select.POLLIN)
+        while True:
+            for fd, _ev in poller.poll():
+                if fd == mon.fileno():
+                    try:
+                        data = mon.recv(1 << 16)
+                    except OSError as exc:
+                        if exc.errno != errno.ENOBUFS:
+                            raise
+                        # notifications were dropped: wait for the helper's answer
+                        poller.unregister(mon.fileno())
+                        continue
+                    if _is_dellink_of(data, index):
+                        return True
+                    continue
+                answer = os.read(r, 4)
+                if len(answer) != 4:  # the helper died without answering
+                    return self.del_link(name)
+                (err,) = struct.unpack("=i", answer)
+                if err == 0:
+                    return True
+                if err == errno.ENODEV:
+                    return False
+                raise OSError(err, f"delete link {name}: {os.strerror(err)}")
+
     # --- addresses and routes -------------------------------------------
     def add_addr(self, name: str, iface: ipaddress.IPv4Interface) -> None:
         index = self._require(name)
@@ -289,3 +361,56 @@ class Netlink:
             if raw:
                 out.append(ipaddress.IPv4Interface((raw, prefix)))
         return out
+
+
+def _is_dellink_of(data: bytes, index: int) -> bool:
+    """True when the notifications in ``data`` include RTM_DELLINK of ``index``."""
+    off = 0
+    while off + _NLMSGHDR.size <= len(data):
+        length, mtype = _NLMSGHDR.unpack_from(data, off)[:2]
+        if length < _NLMSGHDR.size:
+            return False
+        if mtype == RTM_DELLINK and length >= _NLMSGHDR.size + _IFINFOMSG.size and \
+                _IFINFOMSG.unpack_from(data, off + _NLMSGHDR.size)[2] == index:
+            return True
+        off += _align(length)
+    return False
+
+
+def _delete_detached(w: int, name: str) -> None:
+    """In a forked child: fork the helper and exit (so nobody has to reap it).
+
+    The helper keeps no descriptor of the caller (no lock, no pipe of a
+    parent waiting for EOF, no terminal), renames itself so it is not taken
+    for the caller (``ps`` would show ``berth rm -f ID``), deletes ``name``
+    and writes the errno (0: deleted) to ``w``.
+    """
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            try:
+                for fd in [int(f) for f in os.listdir("/proc/self/fd")]:
+                    if fd != w:
+                        try:
+                            os.close(fd)
+                        except OSError:
+                            pass
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    if fd not in (null, w):
+                        os.dup2(null, fd)
+                from berth._sys.proctitle import set_title
+
+                set_title(f"berth-netdel {name}")
+                err = 0
+                try:
+                    with Netlink() as nl:
+                        nl.request(RTM_DELLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name),
+                                   f"delete link {name}")
+                except OSError as exc:
+                    err = exc.errno or errno.EIO
+                os.write(w, struct.pack("=i", err))
+            finally:
+                os._exit(0)
+    finally:
+        os._exit(0)

@@ -16,10 +16,10 @@ import ipaddress
 import os
 import re
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from berth._sys import netns
+from berth.engine._record import factory, hidden, record
 from berth.engine.network import dns, endpoint, ipam, store
 from berth.engine.network.endpoint import Endpoint
 from berth.engine.network.firewall import Firewall
@@ -73,7 +73,7 @@ def _check_hostnames(names, what: str) -> None:
             raise UsageError(f"{what}: invalid name or alias {n!r}")
 
 
-@dataclass
+@record
 class Network:
     """A network's configuration (what ``berth network inspect`` shows)."""
 
@@ -83,10 +83,10 @@ class Network:
     gateway: str
     bridge: str
     internal: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = factory(dict)
     created: str = ""
     # The NetworkManager that loaded it (for the module-level attach()).
-    manager: NetworkManager | None = field(default=None, repr=False, compare=False)
+    manager: NetworkManager | None = hidden(None)
 
     @property
     def driver(self) -> str:
@@ -540,7 +540,8 @@ class NetworkManager:
         d = self.files / container_id
         d.mkdir(parents=True, exist_ok=True)
         meta = {"hostname": hostname, "mode": mode, "extra_hosts": [list(h) for h in extra_hosts]}
-        store.write_json_atomic(d / "meta.json", meta)
+        # not fsync'd (a start after a reboot writes it again; readers skip a damaged one)
+        store.write_json_atomic(d / "meta.json", meta, durable=False)
         if mode == "host":
             store.write_in_place(d / "resolv.conf", _read("/etc/resolv.conf"))
         else:
@@ -579,9 +580,11 @@ class NetworkManager:
         if rec is None:
             return
         for cid in rec.get("endpoints", {}):
-            meta_path = self.files / cid / "meta.json"
-            if meta_path.is_file():
-                self._write_hosts(cid, store.read_json(meta_path), records)
+            try:
+                meta = store.read_json(self.files / cid / "meta.json")
+            except (OSError, ValueError):
+                continue  # gone, or cut short by a power loss (it is not fsync'd)
+            self._write_hosts(cid, meta, records)
 
     # --- teardown and cleanup ----------------------------------------------
     @_kernel_errors("release container network")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-from dataclasses import dataclass, replace
 
+from berth.engine._record import record, replace
 from berth.errors import Conflict, UsageError
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortMapping:
     """One published port. ``host_ip`` "" means every host address;
     ``host_port`` 0 means "pick a free one when publishing"."""

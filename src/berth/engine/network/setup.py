@@ -9,10 +9,10 @@ rule or file behind. ``teardown_container`` is what ``rm`` calls.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from berth._sys import netns
+from berth.engine._record import factory, record
 from berth.engine.network.endpoint import Endpoint, prepare_netns
 from berth.engine.network.mode import NetworkMode, parse_network_mode
 from berth.engine.network.networks import NetworkManager
@@ -20,7 +20,7 @@ from berth.engine.network.ports import PortMapping
 from berth.errors import UsageError
 
 
-@dataclass
+@record
 class ContainerNetwork:
     """What the engine puts in config.json and records for the container."""
 
@@ -28,8 +28,8 @@ class ContainerNetwork:
     namespace: dict | None  # the linux.namespaces entry, None for host
     netns_path: str  # "" for host
     owns_netns: bool  # True when teardown must remove the namespace file
-    endpoints: list[Endpoint] = field(default_factory=list)
-    ports: list[PortMapping] = field(default_factory=list)
+    endpoints: list[Endpoint] = factory(list)
+    ports: list[PortMapping] = factory(list)
     hosts: Path | None = None
     resolv_conf: Path | None = None
 

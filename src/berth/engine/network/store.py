@@ -17,13 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def write_json_atomic(path: Path, data: object) -> None:
+def write_json_atomic(path: Path, data: object, durable: bool = True) -> None:
+    """Replace ``path`` by rename. ``durable=False`` skips the fsync (0.3-6 ms
+    here) for files that are rewritten before they are next needed anyway."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

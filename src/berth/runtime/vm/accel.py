@@ -5,7 +5,8 @@ CPU shows no vmx/svm flags (a nested host without nested virtualization) and
 guests hang under it. The probe:
 
 1. no ``/dev/kvm`` (or not openable)       -> tcg;
-2. no ``vmx``/``svm`` in /proc/cpuinfo     -> tcg, without trying;
+2. no ``vmx``/``svm`` in /proc/cpuinfo     -> tcg, without trying (an explicit
+                                              ``kvm`` request is refused too);
 3. boot the guest kernel under KVM with no initramfs and ``panic=-1 reboot=t``:
    it panics ("unable to mount root fs") and reboots, ending QEMU. If that
    happens within PROBE_TIMEOUT and the console shows the panic, KVM works.
@@ -121,14 +122,27 @@ def probe(kernel: Path | None = None, cache_dir: Path | None = None) -> tuple[st
     return accel, reason
 
 
-def choose(requested: str, kernel: Path, cache_dir: Path) -> tuple[str, str]:
-    """The accelerator for ``requested`` (auto|kvm|tcg) and the reason for it."""
+def check_requested(requested: str) -> None:
+    """Refuse an accelerator request that cannot be honoured, without probing
+    (the engine calls this before it writes anything).
+
+    Raises:
+        UsageError: not auto|kvm|tcg, or kvm without a usable /dev/kvm.
+    """
     if requested not in ACCELS:
         raise UsageError(f"choose accelerator: {requested!r} is not one of {', '.join(ACCELS)}")
-    if requested == "tcg":
-        return "tcg", "requested"
     if requested == "kvm":
         if not _kvm_openable():
             raise UsageError("choose accelerator kvm: /dev/kvm is missing or not usable")
-        return "kvm", "requested"
+        if not _cpu_has_virt():
+            # QEMU would abort in kvm_buf_set_msrs or the guest hang (see the docstring)
+            raise UsageError("choose accelerator kvm: the CPU has no vmx/svm flags (KVM guests hang here); "
+                             "use tcg or auto")
+
+
+def choose(requested: str, kernel: Path, cache_dir: Path) -> tuple[str, str]:
+    """The accelerator for ``requested`` (auto|kvm|tcg) and the reason for it."""
+    check_requested(requested)
+    if requested != "auto":
+        return requested, "requested"
     return probe(kernel, cache_dir)

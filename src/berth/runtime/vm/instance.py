@@ -34,7 +34,14 @@ from berth.runtime.vm._hash import sha256
 from berth.runtime.vm.accel import choose, default_cache_dir, qemu_binary
 from berth.runtime.vm.console import ConsoleLog, tail
 from berth.runtime.vm.machine import Machine, Sockets
-from berth.runtime.vm.state import VMState, now_rfc3339, proc_start_time, sock_dir_for
+from berth.runtime.vm.state import (
+    DEFAULT_CPUS,
+    DEFAULT_MEMORY_MB,
+    VMState,
+    now_rfc3339,
+    proc_start_time,
+    sock_dir_for,
+)
 from berth.runtime.vm.streams import Session
 
 # QEMU drops to an unprivileged uid:gid of its own (one per instance, like Firecracker's
@@ -84,8 +91,8 @@ class VMInstance:
     # ------------------------------------------------------------------ create / load
 
     @classmethod
-    def create(cls, id: str, config: dict, rootfs: Path, state_dir: Path, *, memory_mb: int = 256,
-               cpus: int = 1, accel: str = "auto", kernel: str | os.PathLike | None = None,
+    def create(cls, id: str, config: dict, rootfs: Path, state_dir: Path, *, memory_mb: int = DEFAULT_MEMORY_MB,
+               cpus: int = DEFAULT_CPUS, accel: str = "auto", kernel: str | os.PathLike | None = None,
                tap: str | None = None, mac: str | None = None, net: dict | None = None,
                volumes: list[tuple[str | os.PathLike, str, bool]] = (), read_only: bool = False,
                boot_timeout: float = 30.0, cache_dir: Path | None = None,

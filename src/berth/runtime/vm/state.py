@@ -16,6 +16,8 @@ from pathlib import Path
 from berth.runtime.vm._hash import sha256
 
 SOCK_ROOT = Path("/run/berth-vm")
+DEFAULT_MEMORY_MB = 256  # guest RAM without --memory
+DEFAULT_CPUS = 1
 
 
 def sock_dir_for(state_dir: Path) -> Path:
@@ -83,6 +85,12 @@ class VMState:
     def load(cls, state_dir: Path) -> VMState:
         data = json.loads((state_dir / "state.json").read_text())
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def summary(self) -> dict:
+        """What ``berth inspect`` shows under ``VM`` (docker-style keys)."""
+        return {"Isolation": "vm", "Accelerator": self.accel, "AcceleratorReason": self.accel_reason,
+                "Kernel": self.kernel, "GuestKernelRelease": self.guest_kernel, "MemoryMB": self.memory_mb,
+                "CPUs": self.cpus, "ReadOnlyRoot": self.read_only}
 
     def qemu_alive(self) -> bool:
         return bool(self.qemu_pid) and proc_start_time(self.qemu_pid) == self.qemu_start
