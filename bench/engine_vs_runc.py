@@ -122,7 +122,7 @@ def main() -> int:
             print(f"idle containers: {n:2d}: PSS kept alive by berth {per / 1024:.2f} MiB per container "
                   f"({procs} processes; target <= 2 MiB at 20)")
     finally:
-        subprocess.run([BERTH, "--root", str(root), "system", "prune", "-f"], capture_output=True)
+        subprocess.run([BERTH, "--root", str(root), "system", "reset", "--force"], capture_output=True)
         subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -148,6 +148,7 @@ def idle_memory(work: Path, cache: Path) -> tuple[dict, dict]:
         subprocess.run([*berth, "--root", str(root), "system", "prune"], capture_output=True)
         for p in (root / "containers").glob("*/rootfs"):
             subprocess.run(["umount", "-l", str(p)], capture_output=True)
+        subprocess.run([*berth, "--root", str(root), "system", "reset", "--force"], capture_output=True)
 
 
 def main() -> int:

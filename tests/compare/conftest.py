@@ -13,8 +13,11 @@ def report(tmp_path_factory) -> tuple[dict, Path]:
     d = tmp_path_factory.mktemp("compare")
     r = run_berth(d / "root", "compare", "busybox", "--runs", "2", "--scale", "2",
                   "--modes", "container,vm,gvisor", "--json", "--html", str(d / "report.html"))
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout), d / "report.html", d / "root"
+    try:
+        assert r.returncode == 0, r.stderr
+        yield json.loads(r.stdout), d / "report.html", d / "root"
+    finally:
+        run_berth(d / "root", "system", "reset", "--force")  # the root's default bridge and nft table
 
 
 @pytest.fixture(scope="session")

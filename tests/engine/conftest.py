@@ -59,11 +59,7 @@ def engine_root(tmp_path_factory) -> Path:
         subprocess.run(["umount", "-l", str(p)], capture_output=True)
     # The default bridge and our nft table belong to this root: leave the
     # host's links and ruleset as the session found them.
-    from berth.engine.network import NetworkManager
-
-    nm = NetworkManager(str(root))
-    nm.prune()
-    nm.remove_default()
+    subprocess.run([BERTH, "--root", str(root), "system", "reset", "--force"], capture_output=True)
 
 
 @pytest.fixture

@@ -51,3 +51,26 @@ def test_restart_command_restarts(berth):
         time.sleep(0.1)
     assert berth.out("logs", cid) == "boot\nboot\n"
     assert berth.status(cid)["Status"] == "running"
+
+
+def test_system_reset_removes_everything_of_the_root_the_default_bridge_included(tmp_path, venv_bin):
+    root = tmp_path / "root"
+
+    def b(*args):
+        return subprocess.run([str(venv_bin / "berth"), "--root", str(root), *args], capture_output=True, text=True)
+
+    assert b("image", "bootstrap", "busybox").returncode == 0
+    assert b("network", "create", "resetnet").returncode == 0
+    assert b("volume", "create", "resetvol").returncode == 0
+    assert b("run", "-d", "busybox", "sleep", "60").returncode == 0
+    bridge = json.loads(b("network", "inspect", "bridge").stdout)[0]["Options"]["com.docker.network.bridge.name"]
+    table = "berth_" + bridge.removeprefix("berth")
+    assert bridge in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    r = b("system", "reset")  # refuses without --force, touching nothing
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and b("ps", "-q").stdout.strip()
+    r = b("system", "reset", "--force")
+    assert r.returncode == 0, r.stderr
+    assert b("ps", "-a", "-q").stdout == "" and b("images", "-q").stdout == ""
+    assert "resetvol" not in b("volume", "ls").stdout and "resetnet" not in b("network", "ls").stdout
+    assert bridge not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert table not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout

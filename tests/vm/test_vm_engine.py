@@ -29,6 +29,7 @@ def engine(tmp_path, vm_cache, venv_bin):
     berth("system", "prune", "--volumes")
     for p in (root / "containers").glob("*/rootfs"):
         subprocess.run(["umount", "-l", str(p)], capture_output=True)
+    berth("system", "reset", "--force")  # the root's default bridge, taps' network and nft table
 
 
 def test_engine_run_exec_stop_rm_of_a_vm(engine):

@@ -1,4 +1,4 @@
-"""``berth system info|df|prune`` and ``berth version``, ``berth info``."""
+"""``berth system info|df|prune|reset`` and ``berth version``, ``berth info``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,28 @@ def cmd_prune(argv, opts, prog) -> int:
     return 0
 
 
+def cmd_reset(argv, opts, prog) -> int:
+    from berth.engine.system import reset
+
+    p = Parser(prog=prog, description="Remove every container, image, volume and network of this root, "
+                                      "the default bridge and berth's firewall table included (like podman system reset)")
+    p.add_argument("-f", "--force", action="store_true", help="required: berth never prompts")
+    a = p.parse_args(argv)
+    if not a.force:
+        raise UsageError("system reset removes every container, image, volume and network of "
+                         f"{opts.root}: confirm with --force")
+    r = reset(_client(opts).engine)
+    for c in r["ContainersDeleted"]:
+        print(f"deleted container {c}")
+    for v in r["VolumesDeleted"]:
+        print(f"deleted volume {v}")
+    for i in r["ImagesDeleted"]:
+        print(f"deleted image {i}")
+    for n in r["NetworksDeleted"]:
+        print(f"deleted network {n}")
+    return 0
+
+
 def cmd_version(argv, opts, prog) -> int:
     p = Parser(prog=prog, description="Show the berth version information")
     p.add_argument("-f", "--format", help="json")
@@ -75,7 +97,7 @@ def cmd_version(argv, opts, prog) -> int:
     return 0
 
 
-SUB = {"info": cmd_info, "df": cmd_df, "prune": cmd_prune}
+SUB = {"info": cmd_info, "df": cmd_df, "prune": cmd_prune, "reset": cmd_reset}
 
 
 def main(name: str, argv: list[str], opts) -> int:
@@ -86,7 +108,8 @@ def main(name: str, argv: list[str], opts) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("Usage: berth system COMMAND\n\nManage berth\n\nCommands:\n"
               "  df     Show disk usage\n  info   Display system-wide information\n"
-              "  prune  Remove stopped containers and leftovers of crashes")
+              "  prune  Remove stopped containers and leftovers of crashes\n"
+              "  reset  Remove everything of this root, the default network included")
         return 0
     if argv[0] not in SUB:
         raise UsageError(f"'system {argv[0]}' is not a berth command (see 'berth system --help')")

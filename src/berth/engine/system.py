@@ -155,3 +155,34 @@ def prune(engine, volumes: bool = False, all_images: bool = False) -> dict[str, 
     images, freed = store.prune(all_images=all_images) if store.base.exists() else ([], 0)
     return {"ContainersDeleted": removed, "Leftovers": sorted(set(leftovers)), "VolumesDeleted": vols,
             "ImagesDeleted": images, "SpaceReclaimed": freed}
+
+
+def reset(engine) -> dict[str, Any]:
+    """Remove everything this root holds (podman's ``system reset``).
+
+    Every container (forced), every volume (named ones too), every image, every
+    network *including the default bridge*, and with the last network berth's
+    nft table for this root. ``prune`` keeps the default network because
+    containers expect it, as docker keeps docker0; a root that is about to be
+    deleted (a test's, a benchmark's) must not leave its bridge and rules on
+    the host, so this is the call to make before deleting one.
+    """
+    removed = []
+    for rec, _ in engine.list(all=True):
+        engine.remove(rec["Id"], force=True, volumes=True)
+        removed.append(rec["Id"])
+    result = prune(engine, volumes=True, all_images=True)
+    vols, _ = Volumes(engine.root, engine.state).prune(all_volumes=True)
+    from berth.engine.netsetup import _network_lib
+
+    networks: list[str] = []
+    lib = _network_lib()
+    if lib is not None and (engine.root / "networks").is_dir():
+        nm = lib.NetworkManager(str(engine.root))
+        networks = nm.prune()
+        nm.remove_default()
+        networks.append("bridge")
+    result["ContainersDeleted"] = removed + result["ContainersDeleted"]
+    result["VolumesDeleted"] = sorted(set(result["VolumesDeleted"]) | set(vols))
+    result["NetworksDeleted"] = networks
+    return result
