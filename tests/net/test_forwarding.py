@@ -20,6 +20,7 @@ from pathlib import Path
 from berth.engine.network import NetworkManager, create_netns, parse_port_spec
 work = Path(sys.argv[1])
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+initial_forward = open("/proc/sys/net/ipv4/ip_forward").read().strip()
 nm = NetworkManager(work / "root")  # ip_forward allowed: this namespace is private
 a_net = nm.create("front")
 b_net = nm.create("back")
@@ -44,7 +45,6 @@ def get(ns, url):
                        capture_output=True, text=True, timeout=20)
     return r.stdout if r.returncode == 0 else "FAIL"
 
-initial_forward = open("/proc/sys/net/ipv4/ip_forward").read().strip()
 try:
     web_ns, web = box("front", "web")
     cli_ns, _cli = box("front", "cli")
@@ -94,3 +94,25 @@ def test_hairpin_isolation_and_internal_networks_in_a_private_namespace(tmp_path
     assert got["sealed"] == "FAIL"  # an internal network reaches nothing outside
     assert got["sealed-gateway"] == "FAIL"
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() in ("0", "1")
+
+
+RESTORE = r"""
+import sys
+from berth.engine.network import NetworkManager
+root = sys.argv[1]
+fwd = "/proc/sys/net/ipv4/ip_forward"
+open(fwd, "w").write("0")
+nm = NetworkManager(root)
+nm.create("fwd-a")
+on = open(fwd).read().strip()
+nm.remove("fwd-a")
+print(on, open(fwd).read().strip())
+"""
+
+
+def test_last_network_removed_puts_ip_forward_back_in_a_private_namespace(tmp_path):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    r = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", sys.executable, "-c", RESTORE,
+                        str(tmp_path / "root")], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "0"]  # turned on for the network, put back with the last one

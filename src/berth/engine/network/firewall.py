@@ -85,6 +85,15 @@ class Firewall:
         if self.exists():
             nft.run(f"delete table {self.t}")
 
+    def other_berth_tables(self) -> list[str]:
+        """Tables of other berth roots on this host (``berth``, ``berth_<hash>``)."""
+        try:
+            items = nft.run_json("list tables ip")
+        except nft.NftError:
+            return []
+        names = [i["table"]["name"] for i in items if "table" in i]
+        return [n for n in names if n != self.table and (n == "berth" or n.startswith("berth_"))]
+
     def rules(self) -> list[dict]:
         """Every rule of the table as nft JSON objects (empty when no table)."""
         try:

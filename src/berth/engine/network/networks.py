@@ -261,6 +261,17 @@ class NetworkManager:
             orig.write_text("0\n")
         endpoint._set_sysctl(key, "1")
 
+    def _restore_forwarding(self) -> None:
+        """Put back the ip_forward value found before this root turned it on,
+        unless another berth root on the host still has networks (and so may
+        still route through it)."""
+        orig = self.dir / "ip_forward.orig"
+        if not orig.exists():
+            return
+        if not self.firewall.other_berth_tables():
+            endpoint._set_sysctl("net/ipv4/ip_forward", orig.read_text().strip() or "0")
+        orig.unlink()
+
     @_kernel_errors("remove network")
     def remove(self, name: str) -> None:
         """Remove a network, its bridge and its rules (``docker network rm``).
@@ -293,6 +304,7 @@ class NetworkManager:
             # The last network is gone: so is our table (and any rule a
             # crash left in it), leaving the ruleset as berth found it.
             self.firewall.delete_table()
+            self._restore_forwarding()
 
     @_kernel_errors("prune networks")
     def prune(self) -> list[str]:
