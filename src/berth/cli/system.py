@@ -50,16 +50,21 @@ def cmd_prune(argv, opts, prog) -> int:
     p.add_argument("-a", "--all", action="store_true", help="remove every unused image, not only dangling ones")
     a = p.parse_args(argv)
     r = prune(_client(opts).engine, volumes=a.volumes, all_images=a.all)
-    for c in r["ContainersDeleted"]:
-        print(f"deleted container {c}")
-    for c in r["Leftovers"]:
-        print(f"cleaned leftover {c}")
-    for v in r["VolumesDeleted"]:
-        print(f"deleted volume {v}")
-    for i in r["ImagesDeleted"]:
-        print(f"deleted image {i}")
+    _print_deleted(r)
     print(f"Total reclaimed space: {r['SpaceReclaimed']}B")
     return 0
+
+
+# (result key, what a line says) in the order prune and reset print them
+_DELETED = [("ContainersDeleted", "deleted container"), ("Leftovers", "cleaned leftover"),
+            ("VolumesDeleted", "deleted volume"), ("ImagesDeleted", "deleted image"),
+            ("NetworksDeleted", "deleted network")]
+
+
+def _print_deleted(result: dict) -> None:
+    for key, what in _DELETED:
+        for item in result.get(key, ()):
+            print(f"{what} {item}")
 
 
 def cmd_reset(argv, opts, prog) -> int:
@@ -72,15 +77,7 @@ def cmd_reset(argv, opts, prog) -> int:
     if not a.force:
         raise UsageError("system reset removes every container, image, volume and network of "
                          f"{opts.root}: confirm with --force")
-    r = reset(_client(opts).engine)
-    for c in r["ContainersDeleted"]:
-        print(f"deleted container {c}")
-    for v in r["VolumesDeleted"]:
-        print(f"deleted volume {v}")
-    for i in r["ImagesDeleted"]:
-        print(f"deleted image {i}")
-    for n in r["NetworksDeleted"]:
-        print(f"deleted network {n}")
+    _print_deleted(reset(_client(opts).engine))
     return 0
 
 
