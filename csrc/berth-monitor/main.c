@@ -281,17 +281,25 @@ static void clients_close_all(void) {
 
 /* ---- status file ------------------------------------------------------ */
 
-static long long monitor_starttime(void) {
-    /* field 22 of /proc/self/stat: lets readers detect a recycled pid */
-    char buf[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+/* Read a small file whole into buf (NUL-terminated); 0 when it is missing,
+ * empty or unreadable, so callers treat all three as "nothing there". */
+static int read_small(const char *path, char *buf, size_t size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, size - 1);
     close(fd);
     if (n <= 0)
         return 0;
     buf[n] = 0;
+    return 1;
+}
+
+static long long monitor_starttime(void) {
+    /* field 22 of /proc/self/stat: lets readers detect a recycled pid */
+    char buf[1024];
+    if (!read_small("/proc/self/stat", buf, sizeof buf))
+        return 0;
     char *p = strrchr(buf, ')');
     if (!p)
         return 0;
@@ -516,14 +524,8 @@ static int oom_killed(void) {
     if (!oom_file)
         return 0;
     char buf[4096];
-    int fd = open(oom_file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_small(oom_file, buf, sizeof buf))
         return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     char *p = strstr(buf, "oom_kill ");
     return p && atoi(p + 9) > 0;
 }
@@ -575,14 +577,8 @@ static void health_record(int status) {
  * state dir's `winsize` file and sends SIGWINCH. */
 static void apply_winsize(int pty) {
     char buf[64];
-    int fd = open("winsize", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_small("winsize", buf, sizeof buf))
         return;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return;
-    buf[n] = 0;
     int rows = 0, cols = 0;
     if (sscanf(buf, "%d %d", &rows, &cols) == 2 && rows > 0 && cols > 0) {
         struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
