@@ -60,3 +60,25 @@ def test_release_twice_and_after_the_namespace_died_is_harmless(env):
     env.nm.release(cid)
     env.nm.release(cid)
     assert ep.host_ifname not in links() and env.nm.endpoints(cid) == []
+
+
+def test_a_root_deleted_without_reset_has_its_bridges_and_table_swept_by_the_next_network(tmp_path):
+    import shutil
+
+    from berth.engine.network import NetworkManager
+
+    gone_root, live_root = tmp_path / "gone", tmp_path / "live"
+    gone = NetworkManager(gone_root)
+    net = gone.create("sweepme")
+    bridge, table = net.bridge, gone.firewall.table
+    assert bridge in links() and gone.firewall.exists()
+    shutil.rmtree(gone_root)  # deleted without `system reset`: nothing can reach its objects now
+    live = NetworkManager(live_root)
+    try:
+        live.create("fresh")
+        assert bridge not in links()
+        assert table not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert live.firewall.exists()  # a live root is never swept
+    finally:
+        live.remove("fresh")
+        assert not live.firewall.exists()

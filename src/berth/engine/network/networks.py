@@ -20,7 +20,7 @@ from pathlib import Path
 
 from berth._sys import netns
 from berth.engine._record import factory, hidden, record
-from berth.engine.network import dns, endpoint, ipam, store
+from berth.engine.network import dns, endpoint, ipam, roots, store
 from berth.engine.network.endpoint import Endpoint
 from berth.engine.network.firewall import Firewall
 from berth.engine.network.netlink import Netlink
@@ -204,6 +204,7 @@ class NetworkManager:
 
     def _create_locked(self, name: str, subnet: str | None, gateway: str | None,
                        internal: bool, labels: dict[str, str]) -> Network:
+        roots.sweep()  # bridges and tables of roots deleted without a reset
         in_use = self._in_use()
         if subnet:
             net = ipam.parse_subnet(subnet, name)
@@ -227,6 +228,7 @@ class NetworkManager:
         }
         self._ensure_kernel(rec)
         try:
+            roots.register(self.firewall.table, self.root, bridge)
             self._save(rec)
         except BaseException:
             self._remove_kernel(rec)
@@ -238,6 +240,8 @@ class NetworkManager:
         made = endpoint.ensure_bridge(rec["bridge"], rec["gateway"],
                                       ipaddress.IPv4Network(rec["subnet"]).prefixlen)
         try:
+            if made:  # the registry is in /run: after a reboot, register again
+                roots.register(self.firewall.table, self.root, rec["bridge"])
             if made or rec["id"] not in self.firewall.owners()[1]:
                 self.firewall.add_network(rec["id"], rec["bridge"], rec["subnet"],
                                           rec.get("internal", False))
@@ -251,6 +255,7 @@ class NetworkManager:
     def _remove_kernel(self, rec: dict) -> None:
         self.firewall.remove_network(rec["id"], rec["bridge"])
         endpoint.remove_link(rec["bridge"])
+        roots.unregister(self.firewall.table, rec["bridge"])
 
     def _enable_forwarding(self) -> None:
         key = "net/ipv4/ip_forward"
@@ -259,6 +264,7 @@ class NetworkManager:
         orig = self.dir / "ip_forward.orig"
         if not orig.exists():
             orig.write_text("0\n")
+        roots.register(self.firewall.table, self.root, ip_forward_orig="0")
         endpoint._set_sysctl(key, "1")
 
     def _restore_forwarding(self) -> None:
@@ -305,6 +311,7 @@ class NetworkManager:
             # crash left in it), leaving the ruleset as berth found it.
             self.firewall.delete_table()
             self._restore_forwarding()
+            roots.unregister(self.firewall.table)
 
     @_kernel_errors("prune networks")
     def prune(self) -> list[str]:
