@@ -57,7 +57,7 @@ mv "$VENV/bin/berth-runtime.tmp" "$VENV/bin/berth-runtime"
 # runtime (sys.prefix/bin/berth-runtime) are the venv's. -I ignores PYTHON*
 # variables only; BERTH_* variables are read by berth itself.
 venv_abs=$(cd "$VENV" && pwd)
-printf '#!%s -IS\nimport sys\nsys.path[:0] = ["%s", "%s"]\nsys.prefix = sys.exec_prefix = "%s"\nsys.executable = "%s"\nfrom berth.cli.main import main\nsys.exit(main())\n' \
+printf '#!%s -IS\nimport sys\nsys.path[:0] = ["%s", "%s"]\nsys.prefix = sys.exec_prefix = "%s"\nsys.executable = "%s"\nfrom berth.cli.main import entry\nentry()\n' \
   "$rt_py" "$berth_dir" "$purelib" "$venv_abs" "$venv_abs/bin/python3" > "$VENV/bin/berth.tmp"
 chmod 755 "$VENV/bin/berth.tmp"
 mv "$VENV/bin/berth.tmp" "$VENV/bin/berth"

@@ -12,14 +12,19 @@
  *      the first attach client, so it sees all output;
  *   3. runs `RUNTIME --root R run --detach --bundle B --pid-file F
  *      [--console-socket S] ID` with the container's stdio on pipes (or
- *      receives the pty master);
+ *      receives the pty master); or, with --adopt-pid, takes over a
+ *      container the engine already started in the process that exec'd us
+ *      (its init is our child; its output pipes or pty master are the fds
+ *      given): no runtime process at all on the first start;
  *   4. reports "pid N" or "error CODE MESSAGE" as one line on --sync-fd and
  *      closes it, so the CLI can go;
  *   5. copies the container's output into a json-file log (docker's format,
  *      size-rotated) and to attach clients (docker's 8-byte stream framing),
  *      and attach clients' input into the container's stdin;
  *   6. reaps the container, writes status.json atomically (exit code or
- *      128+signal, OOM flag, finish time), runs `RUNTIME delete --force ID`;
+ *      128+signal, OOM flag, finish time), runs `RUNTIME delete --force ID`
+ *      (with --delete-by-client, not when an attach client is still there
+ *      at the exit: `run --rm` deletes in-process right after);
  *   7. honours the restart policy (backoff 100 ms doubling, capped at 10 s,
  *      reset after 10 s of running; a `stop-requested` file in the state dir
  *      vetoes restarts), and finally runs --exit-command (e.g. `berth rm`).
@@ -74,6 +79,9 @@ static char *exit_cmd[MAX_ARGS + 1];
 static int exit_cmd_n = 0;
 static char *health_cmd = NULL;
 static int health_interval = 30, health_timeout = 30, health_retries = 3;
+static pid_t adopt_pid = 0; /* --adopt-pid: the container's init, already started */
+static int adopt_out = -1, adopt_err = -1, adopt_in = -1, adopt_pty = -1;
+static int delete_by_client = 0;
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -588,13 +596,37 @@ static void apply_winsize(int pty) {
 
 /* ---- one container lifetime ------------------------------------------- */
 
+/* With --attach, the first client connects before we read any output, so it
+ * sees all of it: say "listening", then wait (bounded: a CLI that died does
+ * not block the container). On our own start this is before the container
+ * starts; an adopted container may already run, its output waiting in the
+ * pipe meanwhile. */
+static void await_first_client(void) {
+    if (!wait_attach)
+        return;
+    sync_line("listening");
+    struct pollfd lp = {listen_fd, POLLIN, 0};
+    if (poll(&lp, 1, 10000) > 0)
+        clients_accept();
+}
+
 /* Returns the exit code (or 128+signal); -1 when create failed. */
 static int run_once(int first) {
     int outp[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1}, rterr[2] = {-1, -1};
     int cs_listen = -1;
     char cs_path[108] = "";
     int pty = -1;
+    int cpid = -1;
 
+    if (first && adopt_pid > 0) {
+        await_first_client();
+        cpid = adopt_pid;
+        outp[0] = adopt_out;
+        errp[0] = adopt_err;
+        inp[1] = adopt_in;
+        pty = adopt_pty;
+        goto adopted;
+    }
     if (pipe2(rterr, O_CLOEXEC) < 0)
         die("pipe: %s", strerror(errno));
     if (use_terminal) {
@@ -612,15 +644,8 @@ static int run_once(int first) {
             die("pipe: %s", strerror(errno));
     }
 
-    /* with --attach, the first client connects before the container starts,
-     * so it sees all output: say "listening", then wait (bounded: a CLI that
-     * died does not block the container) */
-    if (first && wait_attach) {
-        sync_line("listening");
-        struct pollfd lp = {listen_fd, POLLIN, 0};
-        if (poll(&lp, 1, 10000) > 0)
-            clients_accept();
-    }
+    if (first)
+        await_first_client();
 
     /* create and start in one runtime call (`run --detach`): one process
      * fewer than create + start on every container start */
@@ -691,7 +716,6 @@ static int run_once(int first) {
     }
     char errbuf[4096] = "";
     int failed = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    int cpid = -1;
     if (!failed) {
         FILE *f = fopen(pidfile, "re");
         if (!f || fscanf(f, "%d", &cpid) != 1)
@@ -728,6 +752,7 @@ static int run_once(int first) {
         return -code;
     }
     close(rterr[0]);
+adopted:
     container_pid = cpid;
     container_status = take_early(cpid);
     early_n = 0;
@@ -752,6 +777,15 @@ static int run_once(int first) {
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     static char buf[65536];
     int exited = container_status != -1;
+    if (!exited) {
+        /* an adopted init may have exited before we blocked SIGCHLD: its
+         * signal is gone, its zombie is not */
+        int wst;
+        if (waitpid(container_pid, &wst, WNOHANG) == container_pid) {
+            container_status = wst;
+            exited = 1;
+        }
+    }
     double exit_seen = exited ? mono_now() : 0;
 
     for (;;) {
@@ -903,8 +937,10 @@ static int run_once(int first) {
     /* record the exit and let attached clients go first: the runtime's
      * delete (a further process) is then off the foreground `run` path */
     write_status("exited", 0, code, oom, ts, NULL);
+    int client_there = nclients > 0;
     clients_close_all();
-    run_runtime("delete", "--force", -1, -1);
+    if (!(delete_by_client && client_there))
+        run_runtime("delete", "--force", -1, -1);
     if (mono_now() - started_mono > 10.0)
         return code | 0x10000; /* ran long enough to reset the backoff */
     return code;
@@ -925,7 +961,8 @@ static void usage(void) {
         "[--log PATH --log-max-size N --log-max-file N] [--terminal [--tty-size RxC]] [--stdin] [--attach] "
         "[--restart POLICY --restart-max N] [--oom-file PATH] [--sync-fd N] "
         "[--health-cmd CMD --health-interval S --health-timeout S --health-retries N] "
-        "[--exit-command ARG]...");
+        "[--exit-command ARG]... [--adopt-pid PID (--adopt-fds OUT,ERR,IN | --adopt-pty FD)] "
+        "[--delete-by-client]");
 }
 
 int main(int argc, char **argv) {
@@ -953,6 +990,10 @@ int main(int argc, char **argv) {
         else if (ARG("--health-timeout")) health_timeout = atoi(argv[++i]);
         else if (ARG("--health-retries")) health_retries = atoi(argv[++i]);
         else if (ARG("--exit-command") && exit_cmd_n < MAX_ARGS) exit_cmd[exit_cmd_n++] = argv[++i];
+        else if (ARG("--adopt-pid")) adopt_pid = atoi(argv[++i]);
+        else if (ARG("--adopt-fds")) sscanf(argv[++i], "%d,%d,%d", &adopt_out, &adopt_err, &adopt_in);
+        else if (ARG("--adopt-pty")) adopt_pty = atoi(argv[++i]);
+        else if (!strcmp(a, "--delete-by-client")) delete_by_client = 1;
         else usage();
 #undef ARG
     }
@@ -971,18 +1012,29 @@ int main(int argc, char **argv) {
     if (sync_fd >= 0)
         fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
 
-    /* daemonize: the CLI waits only for this first child to exit */
-    pid_t p = fork();
-    if (p < 0)
-        die("fork: %s", strerror(errno));
-    if (p > 0)
-        _exit(0);
-    setsid();
-    p = fork();
-    if (p < 0)
-        _exit(125);
-    if (p > 0)
-        _exit(0);
+    /* daemonize: the CLI waits only for this first child to exit. An
+     * adopting monitor was daemonized by the engine before it created the
+     * container, whose init must stay our child: no fork then. */
+    if (adopt_pid <= 0) {
+        pid_t p = fork();
+        if (p < 0)
+            die("fork: %s", strerror(errno));
+        if (p > 0)
+            _exit(0);
+        setsid();
+        p = fork();
+        if (p < 0)
+            _exit(125);
+        if (p > 0)
+            _exit(0);
+    }
+    for (int fd = 0; fd < 3; fd++) /* the adopted fds must not be stdio */
+        if (fd == adopt_out || fd == adopt_err || fd == adopt_in || fd == adopt_pty)
+            die("--adopt-fds/--adopt-pty: %d is a standard stream", fd);
+    int adopted_fds[] = {adopt_out, adopt_err, adopt_in, adopt_pty};
+    for (int i = 0; i < 4; i++) /* not for the runtime or health checks we spawn */
+        if (adopted_fds[i] >= 0)
+            fcntl(adopted_fds[i], F_SETFD, FD_CLOEXEC);
     int null = open("/dev/null", O_RDWR);
     dup2(null, 0);
     dup2(null, 1);

@@ -2,6 +2,7 @@
 
 import io
 import os
+import subprocess
 
 import pytest
 from layer_tars import LayerTar
@@ -108,3 +109,31 @@ def test_rootfs_layer_paths_with_overlay_separators(tmp_path, container_dir):
     extract_layer(io.BytesIO(LayerTar().file("f", b"odd").bytes()), layer)
     rootfs = mount_rootfs([layer], container_dir)
     assert _mounted(rootfs) and (rootfs / "f").read_text() == "odd"
+
+
+def _options(path) -> list[str]:
+    """The mount's super options (the last field of its mountinfo line)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == str(path):
+                return fields[-1].split(",")
+    return []
+
+
+def test_volatile_rootfs_is_mounted_volatile_and_survives_a_crash_leftover(two_layers, container_dir):
+    # --rm containers skip the upper layer's sync; a volatile mount that was
+    # never unmounted (a crash) leaves work/work/incompat/volatile behind,
+    # which makes overlayfs refuse the dirs: mount_rootfs clears it
+    rootfs = mount_rootfs(two_layers, container_dir, volatile=True)
+    assert {"volatile", "fsync=volatile"} & set(_options(rootfs))  # (newer kernels show the latter)
+    _check_merged(rootfs)
+    subprocess.run(["umount", str(rootfs)], check=True)  # the dirs stay, as after a crash
+    stale = container_dir / "work" / "work" / "incompat" / "volatile"
+    stale.mkdir(parents=True, exist_ok=True)
+    rootfs = mount_rootfs(two_layers, container_dir, volatile=True)
+    assert os.path.ismount(rootfs) and not (container_dir / COPY_MARKER).exists()
+    _check_merged(rootfs)
+    unmount_rootfs(container_dir)
+    rootfs = mount_rootfs(two_layers, container_dir)
+    assert not {"volatile", "fsync=volatile"} & set(_options(rootfs))

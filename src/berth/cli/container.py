@@ -251,7 +251,11 @@ def _run_attached(eng, rec, interactive: bool, tty: bool, remove: bool, streams:
     try:
         attach(eng.cdir(rec["Id"]), sys.stdin.buffer if interactive else None, out, err, tty=tty,
                on_signal=None if tty else forward, sock=sock)
+        from berth.runtime import trace
+
+        trace.mark("attach ended")
         rs = eng._wait_exit(rec, None)
+        trace.mark("exit read")
         code = rs.exit_code if rs else 125
     finally:
         if null is not None:

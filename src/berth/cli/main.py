@@ -97,6 +97,9 @@ def _help() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from berth.runtime import trace
+
+    trace.mark("cli main")
     argv = list(sys.argv[1:] if argv is None else argv)
     root = os.environ.get("BERTH_ROOT", DEFAULT_ENGINE_ROOT)
     debug = False
@@ -129,6 +132,24 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     opts = Options(os.path.abspath(root), debug)
     return run_guarded("berth", lambda: module.main(name, rest, opts), debug)
+
+
+def entry() -> None:
+    """The launcher's entry: like sys.exit(main()) minus the interpreter's
+    tear-down and SQLite's checkpoint on close (together ~8 ms of every
+    ``berth run``). Nothing of ours needs atexit: the engine's threads are
+    daemons, files are closed by their ``with`` blocks, and the WAL left
+    behind is folded in by the next connection (SQLite's own recovery)."""
+    rc = main()
+    from berth.runtime import trace
+
+    trace.mark("exit")
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        rc = rc or 125
+    os._exit(rc)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,10 @@ def now_rfc3339() -> str:
 
 def default_runtime() -> str:
     """The OCI runtime binary: ``$BERTH_RUNTIME`` or the venv's ``berth-runtime``."""
-    env = os.environ.get("BERTH_RUNTIME")
-    if env:
-        return env
+    return os.environ.get("BERTH_RUNTIME") or _venv_runtime()
+
+
+def _venv_runtime() -> str:
     return str(Path(sys.prefix) / "bin" / "berth-runtime")
 
 
@@ -66,6 +67,12 @@ def parse_signal(sig: str | int) -> int:
         raise UsageError(f"invalid signal {sig!r}") from None
 
 
+def _t(what: str) -> None:
+    from berth.runtime import trace
+
+    trace.mark(what)
+
+
 class Engine:
     """The engine of one state root. Each method is one docker verb."""
 
@@ -74,6 +81,7 @@ class Engine:
         self.runtime = runtime or default_runtime()
         self.runtime_root = str(self.root / "runtime")
         self._state: State | None = None
+        self._own: bool | None = None
 
     @property
     def state(self) -> State:
@@ -158,10 +166,13 @@ class Engine:
 
         if opts.healthcheck is None and not opts.no_healthcheck:
             opts.healthcheck = _image_healthcheck(image.config.get("Healthcheck"))
-        rootfs = images.mount_rootfs(image, cdir)
+        _t("image resolved")
+        rootfs = images.mount_rootfs(image, cdir, volatile=opts.auto_remove)
+        _t("rootfs mounted")
         opts._exposed = list(image.config.get("ExposedPorts") or {})  # for -P
         hostname = opts.hostname or (cid[:12] if opts.network != "host" else os.uname().nodename)
         net = plan_network(self, opts, cid, name, hostname)
+        _t("network planned")
         vols = Volumes(self.root, self.state)
         mounts, mount_recs, anon = self._mounts(opts, cdir, vols, warnings)
         mounts.extend(net.file_mounts(cdir, hostname, opts))
@@ -176,6 +187,7 @@ class Engine:
         tmp = cdir / ".config.json.tmp"
         tmp.write_text(json.dumps(spec))  # no indent: the C encoder
         os.rename(tmp, cdir / "config.json")
+        _t("spec written")
         created = time.time()
         proc = spec["process"]
         # docker records the user's command; the init (--init) is HostConfig.Init
@@ -243,6 +255,7 @@ class Engine:
             "Network": net.record(),
         }
         self.state.add_container(rec)
+        _t("record added")
         return rec
 
     def _mounts(self, opts: CreateOptions, cdir: Path, vols, warnings: list[str]):
@@ -334,7 +347,8 @@ class Engine:
         cid = rec["Id"]
         cdir = self.cdir(cid)
         if not os.path.ismount(cdir / "rootfs") and not (cdir / "rootfs.copied").exists():
-            images.mount_rootfs(images.get_image(str(self.root), rec["ImageID"]), cdir)
+            images.mount_rootfs(images.get_image(str(self.root), rec["ImageID"]), cdir,
+                                volatile=rec["HostConfig"]["AutoRemove"])
         for f in ("status.json", "stop-requested", "health.json"):
             try:
                 os.unlink(cdir / f)
@@ -342,11 +356,6 @@ class Engine:
                 pass
         self._delete_runtime_state(cid)  # a leftover from a crashed monitor
         net = network_for(self, rec)
-        net.up()
-        ports = net.published()
-        if ports and ports != (rec.get("Network") or {}).get("Ports"):
-            rec["Network"]["Ports"] = ports
-            self.state.update_container(rec)
         hc = rec["Config"].get("Healthcheck")
         hp = rec["HostConfig"]
         exit_cmd = None
@@ -362,12 +371,24 @@ class Engine:
             oom_file=_oom_file(cid),
             health=(hc["Test"][1], hc["Interval"] // 10**9, hc["Timeout"] // 10**9, hc["Retries"]) if hc else None,
             exit_command=exit_cmd,
+            adopt=self._own_runtime() and rec.get("Isolation", "container") == "container",
+            delete_by_client=attach and hp["AutoRemove"] and self._own_runtime(),
         )
+        # the network is connected while the container is created (they
+        # meet only at the start, which waits for it); a foreign runtime
+        # runs create in the monitor, after it
+        if args.adopt:
+            net.prepare()
         try:
-            launch(args, on_listening)
+            launch(args, on_listening, meanwhile=net.up)
+            _t("start: launched")
         except BaseException:
             net.down()
             raise
+        ports = net.published()
+        if ports and ports != (rec.get("Network") or {}).get("Ports"):
+            rec["Network"]["Ports"] = ports
+            self.state.update_container(rec)
         if rec.get("Paused"):
             rec["Paused"] = False
             self.state.update_container(rec)
@@ -491,16 +512,23 @@ class Engine:
         monitor = self._monitor_identity(rec)
         from berth.engine.netsetup import network_for
 
-        network_for(self, rec).down()
+        # The network's teardown waits mostly in the kernel (a veth's
+        # deletion waits for RCU grace periods), with the GIL released: it
+        # runs in a thread beside the rest.
+        net_done = _in_thread(network_for(self, rec).down)
+        _t("rm: net down")
         self._teardown_dir(self.cdir(cid))
-        # the monitor runs the runtime's delete after recording the exit:
-        # the teardown above overlapped with it; now wait for it to finish
-        # (that wait, not the teardown, ends most runs: a thread running the
-        # network's teardown beside the rest measured no faster)
+        _t("rm: dir torn down")
+        # the monitor runs the runtime's delete after recording the exit
+        # (not for an attached run --rm: that is done here, in-process)
         self._finish_monitor(monitor)
+        _t("rm: monitor gone")
         self._delete_runtime_state(cid)
         self._remove_cgroups(cid)
+        net_done()
+        _t("rm: net joined")
         self.state.remove_container(cid)
+        _t("rm: record removed")
         if volumes and rec.get("AnonVolumes"):
             from berth.engine.volumes import Volumes
 
@@ -512,11 +540,28 @@ class Engine:
                     pass
         return rec
 
+    def _own_runtime(self) -> bool:
+        """Whether the OCI runtime is this berth's own berth-runtime, whose
+        code can then run in-process (no interpreter per call)."""
+        if self._own is None:
+            self._own = os.path.realpath(self.runtime) == os.path.realpath(_venv_runtime())
+        return self._own
+
     def _delete_runtime_state(self, cid: str) -> None:
         """``runtime delete --force`` when the runtime still has state for ``cid``
-        (the monitor deletes it itself after a normal exit)."""
-        if os.path.exists(os.path.join(self.runtime_root, cid)):
-            self._rt("delete", "--force", cid)
+        (the monitor deletes it itself after a normal exit, except for an
+        attached ``run --rm``, which gets here at once)."""
+        if not os.path.exists(os.path.join(self.runtime_root, cid)):
+            return
+        if self._own_runtime():
+            from berth.runtime import backend
+
+            try:
+                backend.for_container(self.runtime_root, cid).delete(self.runtime_root, cid, True)
+                return
+            except BerthError:
+                pass  # gone meanwhile, or unreadable: the runtime's CLI says which
+        self._rt("delete", "--force", cid)
 
     def _monitor_identity(self, rec: dict) -> dict | None:
         import json
@@ -658,6 +703,33 @@ def _match(rec: dict, rs: _status.RunState, filters: dict[str, list[str]]) -> bo
                 if k not in labels or (eq and labels[k] != val):
                     return False
     return True
+
+
+def _in_thread(fn):
+    """Run ``fn()`` in a thread; returns ``join()``, which re-raises its error."""
+    import _thread
+
+    done = _thread.allocate_lock()
+    done.acquire()
+    err: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            fn()
+        except BaseException as e:  # handed to join()
+            err.append(e)
+        finally:
+            done.release()
+
+    _thread.start_new_thread(body, ())
+
+    def join() -> None:
+        done.acquire()
+        done.release()
+        if err:
+            raise err[0]
+
+    return join
 
 
 def _ensure_workdir(rootfs, cwd: str) -> None:

@@ -116,12 +116,12 @@ def get_image(root: str, ref: str) -> ImageInfo:
     return info
 
 
-def mount_rootfs(image: ImageInfo, container_dir: Path) -> Path:
+def mount_rootfs(image: ImageInfo, container_dir: Path, volatile: bool = False) -> Path:
     """Mount the container's writable root filesystem at ``container_dir/rootfs``
-    (overlay of the image's layers; idempotent)."""
+    (overlay of the image's layers; idempotent; ``volatile``: never synced)."""
     from berth.image.rootfs import mount_rootfs as _mount
 
-    return _mount(image.layer_dirs, container_dir)
+    return _mount(image.layer_dirs, container_dir, volatile)
 
 
 def unmount_rootfs(container_dir: Path) -> None:

@@ -39,6 +39,8 @@ class MonitorArgs:
     oom_file: str = ""
     health: tuple[str, int, int, int] | None = None
     exit_command: list[str] | None = None
+    adopt: bool = False  # create and start in a fork of this process (see _adopt)
+    delete_by_client: bool = False  # the attached client deletes the runtime state
 
 
 def _clean_runtime_error(msg: str) -> str:
@@ -49,11 +51,15 @@ def _clean_runtime_error(msg: str) -> str:
     return msg.strip()
 
 
-def launch(a: MonitorArgs, on_listening=None) -> int:
+def launch(a: MonitorArgs, on_listening=None, meanwhile=None) -> int:
     """Start the monitor for one run of the container; return the container pid.
 
     With ``a.attach`` the monitor first says "listening": ``on_listening()``
     then connects to the attach socket, before the container starts.
+
+    ``meanwhile()`` runs while the container is being created, when it is
+    (``a.adopt``), else first; the container starts only after it returns,
+    and not at all when it raises (its error is raised then).
 
     Raises:
         CommandNotFound / CannotInvoke / BerthError: the runtime's create failed
@@ -87,15 +93,35 @@ def launch(a: MonitorArgs, on_listening=None) -> int:
                  "--health-timeout", str(timeout), "--health-retries", str(retries)]
     for arg in a.exit_command or []:
         argv += ["--exit-command", arg]
+    if a.delete_by_client:
+        argv.append("--delete-by-client")
     r, w = os.pipe()
     er, ew = os.pipe()
     argv += ["--sync-fd", str(w)]
-    # posix_spawn, not subprocess: one module fewer to import on every run
     os.set_inheritable(w, True)
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    failed: BaseException | None = None
     try:
-        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
-            (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1), (os.POSIX_SPAWN_DUP2, ew, 2)])
+        if a.adopt and _can_fork():
+            go_r, go_w = os.pipe()
+            try:
+                pid = _fork_adopting(a, argv, w, ew, go_r, go_w)
+            finally:
+                os.close(go_r)
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+                os.write(go_w, b"1")
+            except BaseException as e:  # the child sees EOF: it removes the container
+                failed = e
+            finally:
+                os.close(go_w)
+        else:
+            if meanwhile is not None:
+                meanwhile()
+            # posix_spawn, not subprocess: one module fewer to import on every run
+            pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
+                (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1), (os.POSIX_SPAWN_DUP2, ew, 2)])
     finally:
         for fd in (w, ew, null):
             os.close(fd)
@@ -113,6 +139,8 @@ def launch(a: MonitorArgs, on_listening=None) -> int:
                 err += chunk
     finally:
         os.close(er)
+    if failed is not None:
+        raise failed
     if not line:
         raise BerthError(f"start container {a.cid[:12]}: monitor failed: "
                          f"{err.decode(errors='replace').strip() or 'no report'}")
@@ -128,6 +156,122 @@ def launch(a: MonitorArgs, on_listening=None) -> int:
     if code == 126:
         raise CannotInvoke(text)
     raise BerthError(text)
+
+
+def _can_fork() -> bool:
+    """Forking a process whose other threads may hold a lock (the import lock,
+    a logging handler's) can deadlock the child: adopt only from a
+    single-threaded one (the CLI always is; an API caller may not be)."""
+    import sys
+
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1
+
+
+def _fork_adopting(a: MonitorArgs, argv: list[str], sync_w: int, err_w: int, go_r: int, go_w: int) -> int:
+    """Fork, daemonize, create and start the container in the child and exec
+    the monitor there with ``--adopt-pid``; returns the first child's pid (it
+    exits at once, like the monitor's own first fork).
+
+    Why: the runtime's ``run --detach`` would be a further Python interpreter
+    on every start (~10 ms here); this process has the runtime's code at
+    hand. Errors are reported on ``sync_w`` as the monitor would, so the
+    caller cannot tell the two launches apart.
+    """
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        os.close(go_w)  # the parent's: its end closing without a byte means "don't start"
+        os.setsid()  # away from the CLI's terminal and its signals
+        if os.fork():
+            os._exit(0)
+        _adopt(a, argv, sync_w, err_w, go_r)
+    except BaseException as e:  # the monitor was not exec'd: say why
+        try:
+            os.write(err_w, f"{type(e).__name__}: {e}\n".encode())
+        except OSError:
+            pass
+    os._exit(125)
+
+
+def _adopt(a: MonitorArgs, argv: list[str], sync_w: int, err_w: int, go_r: int) -> None:
+    """In the daemonized child: run the container (this process becomes
+    subreaper: the init is ours to reap), then become its monitor. The start
+    waits for one byte on ``go_r`` (the parent's ``meanwhile`` is done)."""
+    from berth.runtime.container import ops
+
+    null = os.open(os.devnull, os.O_RDWR)
+    ours = theirs = pty = -1
+    mine: list[int] = []  # the monitor's ends
+    stdio = [null, null, null]
+    size = _terminal_size() if a.terminal else None  # the CLI's terminal: still our stdio
+    if a.terminal:
+        from berth.runtime.container import console
+
+        ours, theirs = console.socket_pair()
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        in_r, in_w = os.pipe() if a.stdin else (null, -1)
+        stdio = [in_r, out_w, err_w]
+        mine = [out_r, err_r, in_w]
+    # the container's stdio is ours (as with runc); dup2 makes them inheritable
+    for i, fd in enumerate(stdio):
+        os.dup2(fd, i)
+
+    def take_pty() -> None:
+        nonlocal pty
+        import fcntl
+        import socket
+        import termios
+
+        s = socket.socket(fileno=ours)
+        try:
+            pty = console.receive(s)
+        finally:
+            s.close()
+        if size:  # the attaching terminal's size, before the workload starts
+            rows, cols = (int(x) for x in size.split("x"))
+            fcntl.ioctl(pty, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def before_start() -> None:
+        if a.terminal:
+            take_pty()
+        if os.read(go_r, 1) != b"1":
+            raise BerthError(f"start container {a.cid[:12]}: set-up failed")
+        os.close(go_r)
+
+    try:
+        cpid = ops.run_detached(a.runtime_root, a.cid, str(a.bundle), console_fd=theirs if a.terminal else None,
+                                before_start=before_start)
+    except (BerthError, OSError) as e:
+        code = getattr(e, "exit_code", 125)
+        msg = e if isinstance(e, BerthError) else (e.strerror or e)
+        line = f"error {code} berth-runtime: {msg}".replace("\n", " ")
+        os.write(sync_w, line.encode() + b"\n")
+        os._exit(0)
+    # only the container holds its ends of the pipes now: EOF is its exit;
+    # the monitor's stderr says why if it fails before reporting
+    for i, fd in enumerate((null, null, err_w)):
+        os.dup2(fd, i)
+    for fd in set(stdio) - {null}:  # (create closed ``theirs``: the init's now)
+        os.close(fd)
+    os.close(null)
+    if a.terminal:
+        argv += ["--adopt-pty", str(pty)]
+        os.set_inheritable(pty, True)
+    else:
+        argv += ["--adopt-fds", ",".join(map(str, mine))]
+        for fd in mine:
+            if fd >= 0:
+                os.set_inheritable(fd, True)
+    argv += ["--adopt-pid", str(cpid)]
+    os.execv(argv[0], argv)
 
 
 def _terminal_size() -> str | None:

@@ -51,6 +51,19 @@ class BridgePlan(NetPlan):
 
     vm: bool = False
 
+    def prepare(self) -> None:
+        """What the runtime's create needs: the namespace it joins and the files
+        it bind-mounts (empty until ``up`` writes them in place)."""
+        if self.vm:
+            return
+        if not os.path.exists(self.netns_path):
+            self.lib.create_netns(self.netns_path)
+        nm = self._nm()
+        for f in (nm.hosts_file(self.cid), nm.resolv_conf(self.cid)):
+            if not f.exists():
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.touch()
+
     def up(self) -> None:
         if self.vm:
             self._up_vm()

@@ -64,6 +64,9 @@ class NetPlan:
         return {"Mode": self.mode, "Ports": [p.__dict__ for p in self.ports], "Aliases": self.aliases,
                 "Endpoint": self.endpoint}
 
+    def prepare(self) -> None:
+        """Make what the runtime's create needs (then ``up`` may run beside it)."""
+
     def up(self) -> None:
         pass
 

@@ -42,13 +42,16 @@ PAGE_LIMIT = os.sysconf("SC_PAGESIZE") - 1  # option string plus its NUL
 _OURS = (ROOTFS, UPPER, WORK, LOWER, EMPTY, COPY_MARKER)
 
 
-def mount_rootfs(layer_dirs: list[Path], container_dir: Path) -> Path:
+def mount_rootfs(layer_dirs: list[Path], container_dir: Path, volatile: bool = False) -> Path:
     """Make ``container_dir/rootfs`` the merged view of ``layer_dirs``; return it.
 
     Args:
         layer_dirs: unpacked layers, **bottom first** (the order of the image
             config's ``rootfs.diff_ids``).
         container_dir: the container's own directory (must exist).
+        volatile: overlayfs's ``volatile`` (Linux 5.10): no sync of the upper
+            layer, at unmount either; for a container removed when it exits
+            (``--rm``), whose changes nobody reads after a crash.
 
     Raises:
         RuntimeFailure: the mount failed for another reason than missing
@@ -64,7 +67,7 @@ def mount_rootfs(layer_dirs: list[Path], container_dir: Path) -> Path:
         reason = "BERTH_NO_OVERLAY=1"
     else:
         try:
-            _mount_overlay([Path(p) for p in layer_dirs], container_dir)
+            _mount_overlay([Path(p) for p in layer_dirs], container_dir, volatile)
             return rootfs
         except OSError as e:
             reason = f"overlayfs unavailable ({e.strerror or e})"
@@ -117,13 +120,23 @@ def _clear(container_dir: Path, keep: tuple[str, ...] = ()) -> None:
             p.unlink()
 
 
-def _mount_overlay(layers: list[Path], container_dir: Path) -> None:
+def _mount_overlay(layers: list[Path], container_dir: Path, volatile: bool = False) -> None:
+    # A volatile mount that was not unmounted cleanly (a crash) leaves
+    # work/work/incompat/volatile, and overlayfs refuses the dirs until it is
+    # gone (Documentation/filesystems/overlayfs.rst, "Volatile mount").
+    stale = container_dir / WORK / "work" / "incompat" / "volatile"
+    if stale.exists():
+        import shutil
+
+        shutil.rmtree(stale, ignore_errors=True)
     if not layers:
         (container_dir / EMPTY).mkdir(exist_ok=True)
         layers = [container_dir / EMPTY]
     top_first = [str(p.resolve()) for p in reversed(layers)]
     upper, work = container_dir / UPPER, container_dir / WORK
     data = f"lowerdir={':'.join(top_first)},upperdir={upper},workdir={work}"
+    extra = ",volatile" if volatile else ""
+    data += extra
     target = str(container_dir / ROOTFS)
     if len(data) <= PAGE_LIMIT and not _special(top_first, upper, work):
         sysov.mount("overlay", target, "overlay", 0, data)
@@ -133,7 +146,7 @@ def _mount_overlay(layers: list[Path], container_dir: Path) -> None:
     lower.mkdir(exist_ok=True)
     for i, p in enumerate(top_first):
         os.symlink(p, lower / str(i))
-    data = f"lowerdir={':'.join(str(i) for i in range(len(top_first)))},upperdir=../{UPPER},workdir=../{WORK}"
+    data = f"lowerdir={':'.join(str(i) for i in range(len(top_first)))},upperdir=../{UPPER},workdir=../{WORK}{extra}"
     if len(data) > PAGE_LIMIT:
         raise OSError(
             7, f"mount overlay on {target}: {len(top_first)} layers are too many"

@@ -454,6 +454,49 @@ def _await_exec(child, reap: bool) -> None:
         child.close()
 
 
+def _start_created(root: str, child, st: dict, d: str, reap: bool, before_start=None) -> None:
+    """Start what ``create(_run=True)`` made: the start byte, then wait for the
+    execve (an error there removes the container) and run poststart hooks."""
+    from berth.runtime import trace
+
+    try:
+        if before_start is not None:
+            try:
+                before_start()
+            except BaseException:
+                _kill_quietly(child.pid)  # not started: still waiting for its start byte
+                child.close()
+                raise
+        os.write(child.reply_w, b"0")
+        _await_exec(child, reap=reap)
+        trace.mark("exec done")
+    except BaseException:
+        _cleanup(d, _cgroup_from_state(st))
+        raise
+    ps = st["config"].get("hooks", {}).get("poststart")
+    if ps:
+        from berth.runtime.container import hooks
+
+        hooks.run("poststart", ps, public_state(root, st), fatal=False)
+
+
+def run_detached(root: str, cid: str, bundle: str, cfg: dict | None = None, rootfs: str | None = None,
+                 console_fd: int | None = None, before_start=None) -> int:
+    """``run --detach`` in this process; returns the init's pid.
+
+    For an engine that forked to become the container's monitor: this
+    process is made child subreaper, so the init is (or becomes) its child,
+    and it then execs berth-monitor, which reaps it. No runtime interpreter
+    starts per container. The container's stdio is this process's 0, 1, 2
+    (as for runc); with ``console_fd`` (one end of a socket pair) the init
+    sends its pty master there instead. ``before_start()`` runs after the
+    set-up and before the start byte (e.g. to take the pty master).
+    """
+    child, st, d = create(root, cid, bundle, cfg=cfg, rootfs=rootfs, _run=True, _console_fd=console_fd)
+    _start_created(root, child, st, d, reap=False, before_start=before_start)
+    return child.pid
+
+
 def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | None = None,
         console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
         cfg: dict | None = None, rootfs: str | None = None) -> int:
@@ -480,18 +523,7 @@ def run(root: str, cid: str, bundle: str, detach: bool = False, pid_file: str | 
         if ours is not None:
             _close_quietly(ours)
         raise
-    try:
-        os.write(child.reply_w, b"0")
-        _await_exec(child, reap=not detach)
-        trace.mark("exec done")
-    except BaseException:
-        _cleanup(d, _cgroup_from_state(st))
-        raise
-    ps = st["config"].get("hooks", {}).get("poststart")
-    if ps:
-        from berth.runtime.container import hooks
-
-        hooks.run("poststart", ps, public_state(root, st), fatal=False)
+    _start_created(root, child, st, d, reap=not detach)
     if detach:
         return 0
     from berth.runtime.container import process

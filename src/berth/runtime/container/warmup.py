@@ -86,3 +86,4 @@ def join() -> None:
         _lock.acquire()
         _lock.release()
         _lock = None
+
