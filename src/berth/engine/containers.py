@@ -210,7 +210,8 @@ class Engine:
                 "Healthcheck": ({"Test": ["CMD-SHELL", opts.healthcheck.cmd],
                                  "Interval": opts.healthcheck.interval * 10**9,
                                  "Timeout": opts.healthcheck.timeout * 10**9,
-                                 "Retries": opts.healthcheck.retries} if opts.healthcheck else None),
+                                 "Retries": opts.healthcheck.retries,
+                                 "StartPeriod": opts.healthcheck.start_period * 10**9} if opts.healthcheck else None),
             },
             "HostConfig": {
                 "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}" for m in opts.mounts if m.type != "tmpfs"],
@@ -361,6 +362,7 @@ class Engine:
             restart=hp["RestartPolicy"]["Name"], restart_max=hp["RestartPolicy"]["MaximumRetryCount"],
             oom_file=_oom_file(cid),
             health=(hc["Test"][1], hc["Interval"] // 10**9, hc["Timeout"] // 10**9, hc["Retries"]) if hc else None,
+            health_start_period=(hc.get("StartPeriod") or 0) // 10**9 if hc else 0,
             exit_command=exit_cmd,
         )
         try:
@@ -695,7 +697,8 @@ def _image_healthcheck(hc: dict | None):
     else:
         return None
     sec = lambda v, d: max(1, int(v) // 10**9) if v else d  # noqa: E731
-    return Healthcheck(cmd, sec(hc.get("Interval"), 30), sec(hc.get("Timeout"), 30), int(hc.get("Retries") or 3))
+    return Healthcheck(cmd, sec(hc.get("Interval"), 30), sec(hc.get("Timeout"), 30), int(hc.get("Retries") or 3),
+                       sec(hc.get("StartPeriod"), 0))
 
 
 def _oom_file(cid: str) -> str:

@@ -37,7 +37,8 @@ class MonitorArgs:
     restart: str = "no"
     restart_max: int = 0
     oom_file: str = ""
-    health: tuple[str, int, int, int] | None = None
+    health: tuple[str, int, int, int] | None = None  # cmd, interval, timeout, retries (s)
+    health_start_period: int = 0
     exit_command: list[str] | None = None
 
 
@@ -84,7 +85,8 @@ def launch(a: MonitorArgs, on_listening=None) -> int:
     if a.health:
         cmd, interval, timeout, retries = a.health
         argv += ["--health-cmd", cmd, "--health-interval", str(interval),
-                 "--health-timeout", str(timeout), "--health-retries", str(retries)]
+                 "--health-timeout", str(timeout), "--health-retries", str(retries),
+                 "--health-start-period", str(a.health_start_period)]
     for arg in a.exit_command or []:
         argv += ["--exit-command", arg]
     r, w = os.pipe()
