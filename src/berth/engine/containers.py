@@ -104,7 +104,8 @@ class Engine:
             from berth.engine.monitor import _clean_runtime_error
 
             msg = _clean_runtime_error((p.stderr or "").strip().splitlines()[-1] if p.stderr else "")
-            raise BerthError(f"{args[0]} container {args[-1][:12]}: {msg or 'runtime failed'}")
+            cid = next((a for a in args[1:] if len(a) == 64), args[-1])  # kill's last arg is the signal
+            raise BerthError(f"{args[0]} container {cid[:12]}: {msg or 'runtime failed'}")
         return p
 
     # ---- create -------------------------------------------------------------
@@ -422,6 +423,12 @@ class Engine:
         rs = self.run_state(rec)
         if rs.status not in RUNNING_STATES:
             raise Conflict(f"kill container {rec['Name']}: container is not running")
+        if rs.status == "restarting":
+            # nothing runs during the backoff: as docker, a kill then only
+            # cancels the pending restart
+            self._request_stop(rec)
+            self._wait_exit(rec, 10)
+            return rec
         if n in (_signal.SIGKILL, _signal.SIGTERM, _signal.SIGINT):
             self._request_stop(rec)
         self._rt("kill", rec["Id"], str(n), check=True)
