@@ -27,7 +27,7 @@
  * Files in the state directory (--dir), all written by rename(2):
  *   status.json  {"state":..,"pid":..,"exit_code":..,...}; see write_status()
  *   attach.sock  unix stream socket (bound relative to --dir: sun_path is 108 bytes)
- *   health.json  last health-check result when --health-cmd is given
+ *   health.json  the last five health-check results when --health-cmd is given
  *
  * Health checks follow docker's rules: a success makes the container healthy
  * at once; --health-retries consecutive failures make it unhealthy; failures
@@ -547,12 +547,18 @@ static double health_began = 0;  /* monotonic start of the probe in flight */
 static pid_t health_pid = -1;
 static double health_deadline = 0;
 static int health_pipe = -1;
-static char health_out[4096];
+static char health_out[4096]; /* docker, too, keeps 4 KiB of a probe's output */
+static char health_began_at[64];
+#define HEALTH_LOG 5 /* docker keeps the last five results */
+static char *health_log[HEALTH_LOG]; /* JSON objects, oldest first */
+static int health_log_n = 0;
 
 /* A new run of the container: health starts over, as docker's on each start. */
 static void health_reset(void) {
     health_failures = 0;
     health_status = "starting";
+    while (health_log_n > 0)
+        free(health_log[--health_log_n]);
     unlink("health.json");
     next_health = run_started + 1;
 }
@@ -583,6 +589,7 @@ static void health_start(void) {
     health_pipe = p[0];
     fcntl(health_pipe, F_SETFL, O_NONBLOCK);
     health_began = mono_now();
+    now_rfc3339(health_began_at, sizeof health_began_at);
     health_deadline = health_began + health_timeout;
 }
 
@@ -602,14 +609,32 @@ static void health_record(int status) {
     } else if (++health_failures >= health_retries) {
         health_status = "unhealthy";
     }
-    const char *st = health_status;
-    char ts[64], esc[sizeof health_out * 6 + 1], buf[sizeof esc + 256];
+    char ts[64], esc[sizeof health_out * 6 + 1];
     now_rfc3339(ts, sizeof ts);
     json_escape(health_out, strlen(health_out), esc);
-    snprintf(buf, sizeof buf,
-             "{\"Status\":\"%s\",\"FailingStreak\":%d,\"Log\":[{\"End\":\"%s\",\"ExitCode\":%d,\"Output\":\"%s\"}]}\n",
-             st, health_failures, ts, code, esc);
-    write_atomic("health.json", buf);
+    char *entry;
+    if (asprintf(&entry, "{\"Start\":\"%s\",\"End\":\"%s\",\"ExitCode\":%d,\"Output\":\"%s\"}",
+                 health_began_at, ts, code, esc) >= 0) {
+        if (health_log_n == HEALTH_LOG) {
+            free(health_log[0]);
+            memmove(health_log, health_log + 1, (HEALTH_LOG - 1) * sizeof *health_log);
+            health_log_n--;
+        }
+        health_log[health_log_n++] = entry;
+    }
+    size_t need = 128;
+    for (int i = 0; i < health_log_n; i++)
+        need += strlen(health_log[i]) + 1;
+    char *buf = malloc(need);
+    if (buf) {
+        size_t k = (size_t)snprintf(buf, need, "{\"Status\":\"%s\",\"FailingStreak\":%d,\"Log\":[",
+                                    health_status, health_failures);
+        for (int i = 0; i < health_log_n; i++)
+            k += (size_t)snprintf(buf + k, need - k, "%s%s", i ? "," : "", health_log[i]);
+        snprintf(buf + k, need - k, "]}\n");
+        write_atomic("health.json", buf);
+        free(buf);
+    }
     health_pid = -1;
     next_health = mono_now() + health_interval;
 }
