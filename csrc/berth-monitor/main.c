@@ -32,7 +32,13 @@
  * Files in the state directory (--dir), all written by rename(2):
  *   status.json  {"state":..,"pid":..,"exit_code":..,...}; see write_status()
  *   attach.sock  unix stream socket (bound relative to --dir: sun_path is 108 bytes)
- *   health.json  last health-check result when --health-cmd is given
+ *   health.json  the last five health-check results when --health-cmd is given
+ *
+ * Health checks follow docker's rules: a success makes the container healthy
+ * at once; --health-retries consecutive failures make it unhealthy; failures
+ * of probes begun within --health-start-period of the start, while no probe
+ * has succeeded yet, are recorded but not counted (the status stays
+ * "starting"). Each start (and restart) begins again at "starting".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -82,6 +88,7 @@ static int health_interval = 30, health_timeout = 30, health_retries = 3;
 static pid_t adopt_pid = 0; /* --adopt-pid: the container's init, already started */
 static int adopt_out = -1, adopt_err = -1, adopt_in = -1, adopt_pty = -1;
 static int delete_by_client = 0;
+static double health_start_period = 0; /* seconds; 0: every failure counts */
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -542,10 +549,41 @@ static int oom_killed(void) {
 
 static double next_health = 0;
 static int health_failures = 0;
+static const char *health_status = "starting";
+static double run_started = 0;   /* monotonic start of the current run */
+static double health_began = 0;  /* monotonic start of the probe in flight */
 static pid_t health_pid = -1;
 static double health_deadline = 0;
 static int health_pipe = -1;
-static char health_out[4096];
+static char health_out[4096]; /* docker, too, keeps 4 KiB of a probe's output */
+static char health_began_at[64];
+#define HEALTH_LOG 5 /* docker keeps the last five results */
+static char *health_log[HEALTH_LOG]; /* JSON objects, oldest first */
+static int health_log_n = 0;
+
+/* A new run of the container: health starts over, as docker's on each start. */
+static void health_reset(void) {
+    health_failures = 0;
+    health_status = "starting";
+    while (health_log_n > 0)
+        free(health_log[--health_log_n]);
+    unlink("health.json");
+    next_health = run_started + 1;
+}
+
+/* A probe still running when its container exited: end it and reap it, so
+ * its pid is never signalled after the kernel reuses it. */
+static void health_abandon(void) {
+    if (health_pid > 0) {
+        kill(health_pid, SIGKILL);
+        wait_child(health_pid);
+        health_pid = -1;
+    }
+    if (health_pipe >= 0) {
+        close(health_pipe);
+        health_pipe = -1;
+    }
+}
 
 static void health_start(void) {
     int p[2];
@@ -558,7 +596,9 @@ static void health_start(void) {
     close(p[1]);
     health_pipe = p[0];
     fcntl(health_pipe, F_SETFL, O_NONBLOCK);
-    health_deadline = mono_now() + health_timeout;
+    health_began = mono_now();
+    now_rfc3339(health_began_at, sizeof health_began_at);
+    health_deadline = health_began + health_timeout;
 }
 
 static void health_record(int status) {
@@ -568,15 +608,41 @@ static void health_record(int status) {
         close(health_pipe);
         health_pipe = -1;
     }
-    health_failures = code == 0 ? 0 : health_failures + 1;
-    const char *st = code == 0 ? "healthy" : (health_failures >= health_retries ? "unhealthy" : "starting");
-    char ts[64], esc[sizeof health_out * 6 + 1], buf[sizeof esc + 256];
+    if (code == 0) {
+        health_failures = 0;
+        health_status = "healthy";
+    } else if (!strcmp(health_status, "starting") && health_began - run_started < health_start_period) {
+        /* docker: within the start period, before any success, a failure
+         * is logged but does not count towards the retries */
+    } else if (++health_failures >= health_retries) {
+        health_status = "unhealthy";
+    }
+    char ts[64], esc[sizeof health_out * 6 + 1];
     now_rfc3339(ts, sizeof ts);
     json_escape(health_out, strlen(health_out), esc);
-    snprintf(buf, sizeof buf,
-             "{\"Status\":\"%s\",\"FailingStreak\":%d,\"Log\":[{\"End\":\"%s\",\"ExitCode\":%d,\"Output\":\"%s\"}]}\n",
-             st, health_failures, ts, code, esc);
-    write_atomic("health.json", buf);
+    char *entry;
+    if (asprintf(&entry, "{\"Start\":\"%s\",\"End\":\"%s\",\"ExitCode\":%d,\"Output\":\"%s\"}",
+                 health_began_at, ts, code, esc) >= 0) {
+        if (health_log_n == HEALTH_LOG) {
+            free(health_log[0]);
+            memmove(health_log, health_log + 1, (HEALTH_LOG - 1) * sizeof *health_log);
+            health_log_n--;
+        }
+        health_log[health_log_n++] = entry;
+    }
+    size_t need = 128;
+    for (int i = 0; i < health_log_n; i++)
+        need += strlen(health_log[i]) + 1;
+    char *buf = malloc(need);
+    if (buf) {
+        size_t k = (size_t)snprintf(buf, need, "{\"Status\":\"%s\",\"FailingStreak\":%d,\"Log\":[",
+                                    health_status, health_failures);
+        for (int i = 0; i < health_log_n; i++)
+            k += (size_t)snprintf(buf + k, need - k, "%s%s", i ? "," : "", health_log[i]);
+        snprintf(buf + k, need - k, "]}\n");
+        write_atomic("health.json", buf);
+        free(buf);
+    }
     health_pid = -1;
     next_health = mono_now() + health_interval;
 }
@@ -610,7 +676,23 @@ static void await_first_client(void) {
         clients_accept();
 }
 
-/* Returns the exit code (or 128+signal); -1 when create failed. */
+static int should_restart(int code) {
+    if (access("stop-requested", F_OK) == 0)
+        return 0;
+    if (!strcmp(restart_policy, "always") || !strcmp(restart_policy, "unless-stopped"))
+        return 1;
+    if (!strcmp(restart_policy, "on-failure"))
+        return code != 0 && (restart_max == 0 || restarts < restart_max);
+    return 0;
+}
+
+/* run_once's result: the exit code (or 128+signal) in the low 16 bits, and */
+#define RUN_LONG 0x10000    /* it ran long enough to reset the backoff */
+#define RUN_RESTART 0x20000 /* the restart policy restarts it: state "restarting" */
+static int last_oom = 0;
+static char finished_at[64] = "";
+
+/* Returns the exit code with RUN_* flags; -CODE when create failed. */
 static int run_once(int first) {
     int outp[2] = {-1, -1}, errp[2] = {-1, -1}, inp[2] = {-1, -1}, rterr[2] = {-1, -1};
     int cs_listen = -1;
@@ -764,8 +846,9 @@ adopted:
         sync_report("pid %d", cpid);
 
     double started_mono = mono_now();
+    run_started = started_mono;
     if (health_cmd)
-        next_health = mono_now() + 1;
+        health_reset();
 
     /* event loop: output, attach clients, SIGCHLD */
     struct stream so = {.fd = use_terminal ? pty : outp[0], .id = 1, .name = "stdout"};
@@ -928,39 +1011,34 @@ adopted:
         }
         container_status = w == container_pid ? wst : 0;
     }
+    health_abandon();
     int code = WIFEXITED(container_status) ? WEXITSTATUS(container_status)
                                            : 128 + WTERMSIG(container_status);
-    int oom = oom_killed();
-    char ts[64];
-    now_rfc3339(ts, sizeof ts);
+    last_oom = oom_killed();
+    now_rfc3339(finished_at, sizeof finished_at);
     container_pid = -1;
+    /* decide before recording: between a crash and its restart the state is
+     * "restarting" (docker's, RestartCount already counting this restart),
+     * never a passing "exited" that `wait` or `ps` could take as final */
+    int again = should_restart(code);
+    if (again)
+        restarts++;
     /* record the exit and let attached clients go first: the runtime's
      * delete (a further process) is then off the foreground `run` path */
-    write_status("exited", 0, code, oom, ts, NULL);
+    write_status(again ? "restarting" : "exited", 0, code, last_oom, finished_at, NULL);
     int client_there = nclients > 0;
     clients_close_all();
-    if (!(delete_by_client && client_there))
+    if (again || !(delete_by_client && client_there))
         run_runtime("delete", "--force", -1, -1);
-    if (mono_now() - started_mono > 10.0)
-        return code | 0x10000; /* ran long enough to reset the backoff */
-    return code;
-}
-
-static int should_restart(int code) {
-    if (access("stop-requested", F_OK) == 0)
-        return 0;
-    if (!strcmp(restart_policy, "always") || !strcmp(restart_policy, "unless-stopped"))
-        return 1;
-    if (!strcmp(restart_policy, "on-failure"))
-        return code != 0 && (restart_max == 0 || restarts < restart_max);
-    return 0;
+    return code | (again ? RUN_RESTART : 0) | (mono_now() - started_mono > 10.0 ? RUN_LONG : 0);
 }
 
 static void usage(void) {
     die("usage: berth-monitor --runtime PATH --root DIR --bundle DIR --id ID --dir DIR "
         "[--log PATH --log-max-size N --log-max-file N] [--terminal [--tty-size RxC]] [--stdin] [--attach] "
         "[--restart POLICY --restart-max N] [--oom-file PATH] [--sync-fd N] "
-        "[--health-cmd CMD --health-interval S --health-timeout S --health-retries N] "
+        "[--health-cmd CMD --health-interval S --health-timeout S --health-retries N "
+        "--health-start-period S] "
         "[--exit-command ARG]... [--adopt-pid PID (--adopt-fds OUT,ERR,IN | --adopt-pty FD)] "
         "[--delete-by-client]");
 }
@@ -989,6 +1067,7 @@ int main(int argc, char **argv) {
         else if (ARG("--health-interval")) health_interval = atoi(argv[++i]);
         else if (ARG("--health-timeout")) health_timeout = atoi(argv[++i]);
         else if (ARG("--health-retries")) health_retries = atoi(argv[++i]);
+        else if (ARG("--health-start-period")) health_start_period = atof(argv[++i]);
         else if (ARG("--exit-command") && exit_cmd_n < MAX_ARGS) exit_cmd[exit_cmd_n++] = argv[++i];
         else if (ARG("--adopt-pid")) adopt_pid = atoi(argv[++i]);
         else if (ARG("--adopt-fds")) sscanf(argv[++i], "%d,%d,%d", &adopt_out, &adopt_err, &adopt_in);
@@ -1072,15 +1151,11 @@ int main(int argc, char **argv) {
     int delay_ms = 100;
     for (int first = 1;; first = 0) {
         int r = run_once(first);
-        if (r < 0)
-            break; /* create failed: restarting would fail the same way */
-        int code = r & 0xffff;
-        if (r & 0x10000)
-            delay_ms = 100;
-        if (!should_restart(code))
+        /* r < 0: create failed, restarting would fail the same way */
+        if (r < 0 || !(r & RUN_RESTART))
             break;
-        restarts++;
-        write_status("restarting", 0, code, 0, NULL, NULL);
+        if (r & RUN_LONG)
+            delay_ms = 100;
         /* sleep in small steps so a stop request ends the backoff early */
         for (int t = 0; t < delay_ms; t += 50) {
             if (access("stop-requested", F_OK) == 0)
@@ -1088,9 +1163,8 @@ int main(int argc, char **argv) {
             usleep(50000);
         }
         if (access("stop-requested", F_OK) == 0) {
-            char ts[64];
-            now_rfc3339(ts, sizeof ts);
-            write_status("exited", 0, code, 0, ts, NULL);
+            /* stopped while waiting: the last run's exit stands (docker) */
+            write_status("exited", 0, r & 0xffff, last_oom, finished_at, NULL);
             break;
         }
         delay_ms = delay_ms * 2 > 10000 ? 10000 : delay_ms * 2;

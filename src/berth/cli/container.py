@@ -109,9 +109,11 @@ def _create_parser(prog: str, run: bool) -> Parser:
     p.add_argument("--stop-signal", default="SIGTERM", help="signal to stop the container")
     p.add_argument("--stop-timeout", type=int, default=10, help="seconds before SIGKILL on stop")
     p.add_argument("--health-cmd", help="command to check health (run with /bin/sh -c)")
-    p.add_argument("--health-interval", default="30s", help="time between checks")
-    p.add_argument("--health-timeout", default="30s", help="maximum time of one check")
-    p.add_argument("--health-retries", type=int, default=3, help="failures before unhealthy")
+    p.add_argument("--health-interval", help="time between checks (default 30s)")
+    p.add_argument("--health-timeout", help="maximum time of one check (default 30s)")
+    p.add_argument("--health-retries", type=int, help="consecutive failures before unhealthy (default 3)")
+    p.add_argument("--health-start-period", help="start-up time in which failures do not count "
+                   "towards the retries, until a first success (default 0s)")
     p.add_argument("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK")
     p.add_argument("--log-opt", action="append", default=[], help="max-size=SIZE, max-file=N (json-file)")
     p.add_argument("--isolation", default="container",
@@ -158,11 +160,16 @@ def _options(a):
             else:
                 raise UsageError(f"invalid --log-opt {item!r}: expected max-size=SIZE or max-file=N")
     health = None
-    if a.no_healthcheck and a.health_cmd:
-        raise UsageError("--no-healthcheck conflicts with --health-cmd")
+    health_opts = (a.health_cmd, a.health_interval, a.health_timeout, a.health_retries, a.health_start_period)
+    if a.no_healthcheck and any(v is not None for v in health_opts):
+        raise UsageError("--no-healthcheck conflicts with --health-* options")
+    if a.health_retries is not None and a.health_retries < 0:
+        raise UsageError(f"invalid --health-retries {a.health_retries}: cannot be negative")
     if a.health_cmd:
-        health = o.Healthcheck(a.health_cmd, o.parse_duration(a.health_interval, "--health-interval"),
-                               o.parse_duration(a.health_timeout, "--health-timeout"), a.health_retries)
+        health = o.Healthcheck(a.health_cmd, o.parse_duration(a.health_interval or "30s", "--health-interval"),
+                               o.parse_duration(a.health_timeout or "30s", "--health-timeout"),
+                               a.health_retries or 3,
+                               o.parse_duration(a.health_start_period or "0s", "--health-start-period"))
     entrypoint = None
     if a.entrypoint is not None:
         import shlex  # only here: not on every run's path

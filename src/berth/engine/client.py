@@ -140,8 +140,11 @@ def create_options(image: str, command: str | list[str] | None = None, **kw: Any
         test = hc.get("test") or hc.get("Test")
         if isinstance(test, list):
             test = test[1] if test[0] == "CMD-SHELL" else shlex.join(test[1:] if test[0] == "CMD" else test)
+        for key in ("interval", "timeout", "retries", "start_period"):
+            if int(hc.get(key) or 0) < 0:
+                raise UsageError(f"create container: healthcheck {key} cannot be negative")
         health = Healthcheck(test, _duration_s(hc.get("interval"), 30), _duration_s(hc.get("timeout"), 30),
-                             int(hc.get("retries") or 3))
+                             int(hc.get("retries") or 3), _duration_s(hc.get("start_period"), 0))
     cpus = float(kw.get("cpus") or 0) or (int(kw["nano_cpus"]) / 1e9 if kw.get("nano_cpus") else 0.0)
     extra = kw.get("extra_hosts") or {}
     if isinstance(extra, dict):
@@ -200,7 +203,9 @@ class ContainerCollection:
             **kwargs: docker-py's names: name, environment, ports, volumes, entrypoint,
                 working_dir, user, hostname, tty, stdin_open, network, mem_limit, nano_cpus,
                 pids_limit, read_only, cap_add, cap_drop, security_opt, privileged,
-                restart_policy, auto_remove, init, labels, stop_signal, healthcheck,
+                restart_policy, auto_remove, init, labels, stop_signal,
+                healthcheck (docker-py's dict: test, and interval, timeout, start_period in
+                nanoseconds, retries; {"test": ["NONE"]} disables the image's),
                 isolation ("container", "vm" or "auto"), tmpfs, mounts, dns, extra_hosts, log_config;
                 with isolation="auto" also requires (list of "strong-isolation", "own-kernel",
                 "fast-start") and untrusted (bool): berth picks the mode and says why;

@@ -112,7 +112,8 @@ class Engine:
             from berth.engine.monitor import _clean_runtime_error
 
             msg = _clean_runtime_error((p.stderr or "").strip().splitlines()[-1] if p.stderr else "")
-            raise BerthError(f"{args[0]} container {args[-1][:12]}: {msg or 'runtime failed'}")
+            cid = next((a for a in args[1:] if len(a) == 64), args[-1])  # kill's last arg is the signal
+            raise BerthError(f"{args[0]} container {cid[:12]}: {msg or 'runtime failed'}")
         return p
 
     # ---- create -------------------------------------------------------------
@@ -222,7 +223,8 @@ class Engine:
                 "Healthcheck": ({"Test": ["CMD-SHELL", opts.healthcheck.cmd],
                                  "Interval": opts.healthcheck.interval * 10**9,
                                  "Timeout": opts.healthcheck.timeout * 10**9,
-                                 "Retries": opts.healthcheck.retries} if opts.healthcheck else None),
+                                 "Retries": opts.healthcheck.retries,
+                                 "StartPeriod": opts.healthcheck.start_period * 10**9} if opts.healthcheck else None),
             },
             "HostConfig": {
                 "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}" for m in opts.mounts if m.type != "tmpfs"],
@@ -370,6 +372,7 @@ class Engine:
             restart=hp["RestartPolicy"]["Name"], restart_max=hp["RestartPolicy"]["MaximumRetryCount"],
             oom_file=_oom_file(cid),
             health=(hc["Test"][1], hc["Interval"] // 10**9, hc["Timeout"] // 10**9, hc["Retries"]) if hc else None,
+            health_start_period=(hc.get("StartPeriod") or 0) // 10**9 if hc else 0,
             exit_command=exit_cmd,
             adopt=self._own_runtime() and rec.get("Isolation", "container") == "container",
             delete_by_client=attach and hp["AutoRemove"] and self._own_runtime(),
@@ -441,6 +444,12 @@ class Engine:
         rs = self.run_state(rec)
         if rs.status not in RUNNING_STATES:
             raise Conflict(f"kill container {rec['Name']}: container is not running")
+        if rs.status == "restarting":
+            # nothing runs during the backoff: as docker, a kill then only
+            # cancels the pending restart
+            self._request_stop(rec)
+            self._wait_exit(rec, 10)
+            return rec
         if n in (_signal.SIGKILL, _signal.SIGTERM, _signal.SIGINT):
             self._request_stop(rec)
         self._rt("kill", rec["Id"], str(n), check=True)
@@ -767,7 +776,8 @@ def _image_healthcheck(hc: dict | None):
     else:
         return None
     sec = lambda v, d: max(1, int(v) // 10**9) if v else d  # noqa: E731
-    return Healthcheck(cmd, sec(hc.get("Interval"), 30), sec(hc.get("Timeout"), 30), int(hc.get("Retries") or 3))
+    return Healthcheck(cmd, sec(hc.get("Interval"), 30), sec(hc.get("Timeout"), 30), int(hc.get("Retries") or 3),
+                       sec(hc.get("StartPeriod"), 0))
 
 
 def _oom_file(cid: str) -> str:

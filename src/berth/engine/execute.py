@@ -25,6 +25,33 @@ def _find_executable(rootfs: str, cmd: str, env: list[str]) -> str | None:
     return None
 
 
+def _mount_points(cdir, rec: dict[str, Any]) -> list[str]:
+    """Where something is mounted over the container's rootfs (volumes, binds,
+    tmpfs, /proc, /dev, ...): the host's view of rootfs/ cannot answer there."""
+    import json
+
+    try:
+        return [m["destination"] for m in json.loads((cdir / "config.json").read_text())["mounts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [m["Destination"] for m in rec.get("Mounts", [])]
+
+
+def _under(path: str, points: list[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in points)
+
+
+def _check_workdir(rootfs: str, workdir: str, points: list[str], name: str) -> None:
+    """docker exec -w on a missing directory cannot invoke the command: 126."""
+    if not workdir.startswith("/") or _under(workdir, points):
+        return
+    target = fsutil.resolve_in_root(rootfs, workdir)
+    if _under(fsutil.container_path(rootfs, target), points):
+        return
+    if not target.is_dir():
+        why = "not a directory" if target.exists() else "no such file or directory"
+        raise CannotInvoke(f"exec in container {name}: working directory {workdir}: {why}")
+
+
 def exec_argv(engine, rec: dict[str, Any], cmd: list[str], detach: bool = False, tty: bool = False,
               env: list[str] | None = None, user: str | None = None, workdir: str | None = None,
               privileged: bool = False) -> list[str]:
@@ -33,6 +60,7 @@ def exec_argv(engine, rec: dict[str, Any], cmd: list[str], detach: bool = False,
     Raises:
         Conflict: the container is not running (exit 125).
         CommandNotFound: the executable does not exist in the container (127).
+        CannotInvoke: the working directory is missing or not a directory (126).
     """
     rs = engine.run_state(rec)
     if rs.status == "paused":
@@ -44,11 +72,13 @@ def exec_argv(engine, rec: dict[str, Any], cmd: list[str], detach: bool = False,
     rootfs = str(engine.cdir(rec["Id"]) / "rootfs")
     cenv = rec["Config"].get("Env") or []
     if rec.get("Isolation", "container") == "container" and os.path.isdir(rootfs):
-        # mounted volumes hide parts of the rootfs from the host's view: only
-        # judge paths the rootfs itself can answer for
-        covered = any(cmd[0].startswith(m["Destination"].rstrip("/") + "/") for m in rec.get("Mounts", []))
-        if not covered and _find_executable(rootfs, cmd[0], cenv) is None:
+        # mounts hide parts of the rootfs from the host's view: only judge
+        # paths the rootfs itself can answer for
+        points = _mount_points(engine.cdir(rec["Id"]), rec)
+        if not _under(cmd[0], points) and _find_executable(rootfs, cmd[0], cenv) is None:
             raise CommandNotFound(f"exec in container {rec['Name']}: {cmd[0]!r}: executable file not found in $PATH")
+        if workdir:
+            _check_workdir(rootfs, workdir, points, rec["Name"])
     argv = [engine.runtime, "--root", engine.runtime_root, "exec"]
     if tty:
         argv.append("--tty")

@@ -37,7 +37,8 @@ class MonitorArgs:
     restart: str = "no"
     restart_max: int = 0
     oom_file: str = ""
-    health: tuple[str, int, int, int] | None = None
+    health: tuple[str, int, int, int] | None = None  # cmd, interval, timeout, retries (s)
+    health_start_period: int = 0
     exit_command: list[str] | None = None
     adopt: bool = False  # create and start in a fork of this process (see _adopt)
     delete_by_client: bool = False  # the attached client deletes the runtime state
@@ -90,7 +91,8 @@ def launch(a: MonitorArgs, on_listening=None, meanwhile=None) -> int:
     if a.health:
         cmd, interval, timeout, retries = a.health
         argv += ["--health-cmd", cmd, "--health-interval", str(interval),
-                 "--health-timeout", str(timeout), "--health-retries", str(retries)]
+                 "--health-timeout", str(timeout), "--health-retries", str(retries),
+                 "--health-start-period", str(a.health_start_period)]
     for arg in a.exit_command or []:
         argv += ["--exit-command", arg]
     if a.delete_by_client:

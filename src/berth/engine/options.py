@@ -54,6 +54,7 @@ class Healthcheck:
     interval: int = 30
     timeout: int = 30
     retries: int = 3
+    start_period: int = 0  # seconds in which failures do not count (before a first success)
 
 
 @record
