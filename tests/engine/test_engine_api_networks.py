@@ -89,11 +89,11 @@ def test_network_connect_refuses_what_cannot_be_connected(client, networks, bert
     net = client.networks.create(f"apiref{pid}")
     networks.append(net)
     none = client.containers.run("busybox", "sleep 300", detach=True, network="none")
-    created = client.containers.create("busybox", "true")
+    host = client.containers.create("busybox", "true", network="host")
     with pytest.raises(Conflict):
         net.connect(none)
     with pytest.raises(Conflict):
-        net.connect(created)
+        net.connect(host)
     with pytest.raises(NotFound):
         net.connect("no-such-container")
     with pytest.raises(UsageError):
@@ -101,10 +101,32 @@ def test_network_connect_refuses_what_cannot_be_connected(client, networks, bert
     # the CLI is the same code: one line, docker's exit code
     r = berth("network", "connect", net.name, none.id)
     assert r.returncode == 125 and r.stderr.count("\n") == 1 and "none" in r.stderr, r.stderr
-    r = berth("network", "disconnect", net.name, created.id)
+    r = berth("network", "disconnect", net.name, host.id)
     assert r.returncode == 125 and r.stderr.count("\n") == 1, r.stderr
     net.reload()
     assert net.attrs["Containers"] == {}
+
+
+def test_a_created_container_connected_joins_the_network_at_start(client, networks):
+    pid = os.getpid()
+    net = client.networks.create(f"apicr{pid}")
+    networks.append(net)
+    a = client.containers.run("busybox", ["sh", "-c", HTTPD.format("a")], detach=True, network=net.name)
+    b = client.containers.create("busybox", ["sh", "-c", HTTPD.format("b")], name=f"apicrb{pid}")
+    net.connect(b, aliases=["pending"])
+    with pytest.raises(Conflict):
+        net.connect(b)  # once
+    net.reload()
+    assert list(net.attrs["Containers"]) == [a.id]  # not before it starts
+    b.start()
+    assert _fetch(a, "pending", tries=20) == "b" and _fetch(b, a.name, tries=20) == "a"
+    assert set(b.attrs["NetworkSettings"]["Networks"]) == {"bridge", net.name}
+    b.stop(timeout=1)
+    b.start()  # a restart keeps both networks
+    assert _fetch(a, "pending", tries=20) == "b"
+    net.disconnect(b)
+    b.reload()
+    assert set(b.attrs["NetworkSettings"]["Networks"]) == {"bridge"}
 
 
 def test_network_connect_alias_and_disconnect_through_the_cli(berth, client, networks):

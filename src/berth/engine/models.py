@@ -311,8 +311,9 @@ class Network:
             aliases: extra DNS names of the container on this network.
             ipv4_address: a fixed address in the network's subnet.
         Raises:
-            Conflict: already connected, or the container has no namespace of its own to
-                connect (never started, ``--network none|host|container:``, a VM).
+            Conflict: already connected, or the container has no namespace of its own
+                (``--network none|host|container:``, a VM). A container that has not
+                started yet is connected when it starts.
             UsageError: bad alias or address, or an unsupported argument (links, IPv6).
         """
         from berth.engine.netconnect import connect

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 from berth.errors import Conflict, NotFound, UsageError
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
-if TYPE_CHECKING:
-    from typing import Any
-
 
 def network_lib():
     """``berth.engine.network``; UsageError when this build has no bridge networks."""
@@ -30,35 +26,42 @@ def manager(root):
 
 
 def connect(engine, network: str, container: str, aliases: list[str] | tuple = (),
-            ipv4_address: str | None = None) -> dict[str, Any]:
-    """``docker network connect``: attach an existing container's namespace.
+            ipv4_address: str | None = None) -> None:
+    """``docker network connect``.
 
-    The container's own namespace must exist (it is made at the first start
-    and kept until ``rm``): a container that never started, or one that
-    shares the host's or another container's namespace (``none``, ``host``,
-    ``container:``) or runs as a VM (no hot-plugged NIC), is refused with
-    one line. Returns the endpoint (``network inspect``'s Containers entry).
+    A container whose namespace exists (started once, until ``rm``) is
+    connected now; one that has not started yet is connected at its start.
+    Either way the network is recorded with the container (``Network.Extra``),
+    so a start that has to remake its network (its ports were taken over
+    while it was stopped) connects it again. A container in the host's or
+    another container's namespace, with ``none``, or a VM (no hot-plugged
+    NIC) is refused with one line.
     """
     import os
 
     nm = manager(engine.root)
     network = nm.get(network).name  # an ID works too; messages name the network
-    rec = engine.get(container)
-    net = rec.get("Network") or {}
-    mode = net.get("Mode", "none")
-    what = f"connect container {rec['Name']} to network {network}"
-    if mode in ("none", "host") or mode.startswith("container:"):
-        # docker: a container in the host's or another one's namespace, or
-        # with none, cannot join further networks
-        raise Conflict(f"{what}: container uses --network {mode.split(':')[0]}, "
-                       "which cannot be connected to other networks")
-    if net.get("VM"):
-        raise Conflict(f"{what}: a VM's network cards cannot be added while it exists")
-    path = net.get("NetnsPath") or ""
-    if not path or not os.path.exists(path):
-        raise Conflict(f"{what}: container has no network namespace yet (start it first)")
-    ep = nm.connect(network, rec["Id"], path, name=rec["Name"], aliases=list(aliases), ip=ipv4_address)
-    return nm.inspect(ep.network)["Containers"].get(rec["Id"], {})
+    cid = engine.get(container)["Id"]
+    with engine._lock(cid):  # not while it starts or is removed
+        rec = engine.get(cid)
+        net = rec.get("Network") or {}
+        mode = net.get("Mode", "none")
+        what = f"connect container {rec['Name']} to network {network}"
+        if mode in ("none", "host") or mode.startswith("container:"):
+            # docker: a container in the host's or another one's namespace, or
+            # with none, cannot join further networks
+            raise Conflict(f"{what}: container uses --network {mode.split(':')[0]}, "
+                           "which cannot be connected to other networks")
+        if net.get("VM"):
+            raise Conflict(f"{what}: a VM's network cards cannot be added while it exists")
+        extra = net.setdefault("Extra", [])
+        if network == net.get("Network") or any(x["Network"] == network for x in extra):
+            raise Conflict(f"{what}: already connected")
+        path = net.get("NetnsPath") or ""
+        if path and os.path.exists(path):
+            nm.connect(network, cid, path, name=rec["Name"], aliases=list(aliases), ip=ipv4_address)
+        extra.append({"Network": network, "Aliases": list(aliases), "IPv4Address": ipv4_address})
+        engine.state.update_container(rec)
 
 
 def disconnect(engine, network: str, container: str, force: bool = False) -> None:
@@ -67,7 +70,7 @@ def disconnect(engine, network: str, container: str, force: bool = False) -> Non
     nm = manager(engine.root)
     network = nm.get(network).name
     try:
-        cid = engine.get(container)["Id"]
+        rec = engine.get(container)
     except NotFound:
         if not force:
             raise
@@ -76,8 +79,18 @@ def disconnect(engine, network: str, container: str, force: bool = False) -> Non
         if len(hits) != 1:
             raise NotFound(f"disconnect {container} from network {network}: "
                            "no such container on the network") from None
-        cid = hits[0]
-    nm.disconnect(network, cid)
+        nm.disconnect(network, hits[0])
+        return
+    with engine._lock(rec["Id"]):
+        rec = engine.get(rec["Id"])
+        extra = (rec.get("Network") or {}).get("Extra") or []
+        keep = [x for x in extra if x["Network"] != network]
+        live = rec["Id"] in nm.inspect(network)["Containers"]
+        if live or len(keep) == len(extra):
+            nm.disconnect(network, rec["Id"])  # NotFound when on neither
+        if len(keep) != len(extra):
+            rec["Network"]["Extra"] = keep
+            engine.state.update_container(rec)
 
 
 def _label_match(labels: dict[str, str], wants: list[str]) -> bool:
