@@ -20,6 +20,19 @@ class Parser(argparse.ArgumentParser):
         sys.exit(self._exit_code)
 
 
+def parse_filters(items: list[str]) -> dict[str, list[str]]:
+    """docker's repeated ``--filter KEY=VALUE`` -> ``{KEY: [VALUE, ...]}``."""
+    from berth.errors import UsageError
+
+    out: dict[str, list[str]] = {}
+    for it in items:
+        k, eq, v = it.partition("=")
+        if not eq or not k:
+            raise UsageError(f"invalid filter {it!r}: expected KEY=VALUE")
+        out.setdefault(k, []).append(v)
+    return out
+
+
 def run_guarded(prog: str, fn: Callable[[], int], debug: bool = False) -> int:
     """Run ``fn``; turn a ``BerthError`` or ``OSError`` into one line on stderr."""
     try:

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from berth.cli.common import Parser
+from berth.cli.common import Parser, parse_filters
 from berth.errors import BerthError, UsageError
 
 CONTAINER_VERBS = {
@@ -39,6 +39,9 @@ CONTAINER_VERBS = {
     "attach": "Attach to a running container's output (and input with -i)",
     "export": "Export a container's filesystem as a tar archive",
 }
+DETACH_KEYS_HELP = ("keys that detach from the container, which runs on: comma-separated ctrl-<a-z>, "
+                    "ctrl-@, ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_, DEL or single characters "
+                    "(default ctrl-p,ctrl-q)")
 ALIASES = {"ls": "ps", "list": "ps", "remove": "rm", "prune": "prune"}
 
 
@@ -73,6 +76,7 @@ def _create_parser(prog: str, run: bool) -> Parser:
         p.add_argument("--rm", action="store_true", help="remove the container when it exits")
         p.add_argument("-a", "--attach", action="append", default=[],
                        help="attach only these streams: stdin, stdout, stderr (default all)")
+        p.add_argument("--detach-keys", metavar="KEYS", help=DETACH_KEYS_HELP)
     else:
         p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
@@ -216,6 +220,7 @@ def cmd_run(argv, client, prog) -> int:
         raise UsageError(f"invalid -a {x!r}: expected stdin, stdout or stderr")
     if streams and a.detach:
         raise UsageError("conflicting options: -a and -d")
+    keys = _detach_keys(a.detach_keys)  # before anything is made
     eng = client.engine
     rec, warnings = eng.create(opts)
     _warn(warnings)
@@ -229,10 +234,23 @@ def cmd_run(argv, client, prog) -> int:
         print(rec["Id"])
         return 0
     return _run_attached(eng, rec, interactive=a.interactive and (not streams or "stdin" in streams), tty=a.tty,
-                         remove=a.rm, streams=streams)
+                         remove=a.rm, streams=streams, detach_keys=keys)
 
 
-def _run_attached(eng, rec, interactive: bool, tty: bool, remove: bool, streams: set[str] | None = None) -> int:
+def _detach_keys(spec: str | None) -> bytes:
+    from berth.engine.attach import parse_detach_keys
+
+    return parse_detach_keys(spec)
+
+
+def _detached() -> int:
+    """The user typed the detach keys: docker's line, exit 0, the container runs on."""
+    sys.stderr.write("read escape sequence\n")
+    return 0
+
+
+def _run_attached(eng, rec, interactive: bool, tty: bool, remove: bool, streams: set[str] | None = None,
+                  detach_keys: bytes | None = None) -> int:
     from berth.engine.attach import attach
     from berth.engine.monitor import connect
 
@@ -256,8 +274,13 @@ def _run_attached(eng, rec, interactive: bool, tty: bool, remove: bool, streams:
     out = sys.stdout.buffer if not streams or "stdout" in streams else null
     err = sys.stderr.buffer if not streams or "stderr" in streams else null
     try:
-        attach(eng.cdir(rec["Id"]), sys.stdin.buffer if interactive else None, out, err, tty=tty,
-               on_signal=None if tty else forward, sock=sock)
+        cdir = eng.cdir(rec["Id"])
+        # detached with --rm: the monitor removes it when it exits (docker's daemon does)
+        on_detach = (lambda: (cdir / "detached").touch()) if remove else None
+        if attach(cdir, sys.stdin.buffer if interactive else None, out, err, tty=tty,
+                  on_signal=None if tty else forward, sock=sock, detach_keys=detach_keys, on_detach=on_detach):
+            remove = False  # it runs on
+            return _detached()
         from berth.runtime import trace
 
         trace.mark("attach ended")
@@ -295,14 +318,17 @@ def cmd_start(argv, client, prog) -> int:
     p = Parser(prog=prog, description=CONTAINER_VERBS["start"])
     p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr and wait")
     p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
+    p.add_argument("--detach-keys", metavar="KEYS", help=DETACH_KEYS_HELP)
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     a = p.parse_args(argv)
     eng = client.engine
-    if a.attach:
+    keys = _detach_keys(a.detach_keys)
+    if a.attach or a.interactive:  # docker: -i alone attaches too
         if len(a.containers) > 1:
             raise UsageError("start -a: only one container can be attached")
         rec = eng.get(a.containers[0])
-        return _run_attached(eng, rec, a.interactive, rec["Config"]["Tty"], rec["HostConfig"]["AutoRemove"])
+        return _run_attached(eng, rec, a.interactive, rec["Config"]["Tty"], rec["HostConfig"]["AutoRemove"],
+                             detach_keys=keys)
     rc = 0
     for ref in a.containers:
         try:
@@ -461,12 +487,7 @@ def cmd_ps(argv, client, prog) -> int:
     p.add_argument("-n", "--last", type=int, default=-1, help="show the n last created containers")
     p.add_argument("-l", "--latest", action="store_true", help="show the latest created container")
     a = p.parse_args(argv)
-    filters: dict[str, list[str]] = {}
-    for f in a.filter:
-        k, eq, v = f.partition("=")
-        if not eq:
-            raise UsageError(f"invalid filter {f!r}: expected KEY=VALUE")
-        filters.setdefault(k, []).append(v)
+    filters = parse_filters(a.filter)
     if "status" in filters:
         for s in filters["status"]:
             if s not in ("created", "running", "paused", "restarting", "exited", "removing", "dead"):
@@ -563,15 +584,18 @@ def cmd_attach(argv, client, prog) -> int:
 
     p = Parser(prog=prog, description=CONTAINER_VERBS["attach"])
     p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    p.add_argument("--detach-keys", metavar="KEYS", help=DETACH_KEYS_HELP)
     p.add_argument("container")
     a = p.parse_args(argv)
+    keys = _detach_keys(a.detach_keys)
     eng = client.engine
     rec = eng.get(a.container)
     if eng.run_state(rec).status != "running":
         raise UsageError(f"attach to container {rec['Name']}: container is not running")
     use_stdin = rec["Config"]["OpenStdin"] and not a.no_stdin
-    attach(eng.cdir(rec["Id"]), sys.stdin.buffer if use_stdin else None, sys.stdout.buffer, sys.stderr.buffer,
-           tty=rec["Config"]["Tty"])
+    if attach(eng.cdir(rec["Id"]), sys.stdin.buffer if use_stdin else None, sys.stdout.buffer, sys.stderr.buffer,
+              tty=rec["Config"]["Tty"], detach_keys=keys):
+        return _detached()
     rs = eng._wait_exit(rec, 5)
     return rs.exit_code if rs and rs.exit_code >= 0 else 0
 

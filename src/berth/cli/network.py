@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from berth.cli.common import Parser
-from berth.errors import BerthError, Conflict, UsageError
+from berth.cli.common import Parser, parse_filters
+from berth.errors import BerthError, UsageError
 
 SUBS = {
     "create": "Create a network", "ls": "List networks", "inspect": "Display network information",
@@ -15,13 +15,10 @@ SUBS = {
 }
 
 
-def _nm(opts):
-    from berth.engine.netsetup import _network_lib
+def _networks(opts):
+    from berth.engine.client import Client
 
-    lib = _network_lib()
-    if lib is None:
-        raise UsageError("network: bridge and user networks are not available in this build yet")
-    return lib, lib.NetworkManager(opts.root)
+    return Client(opts.root).networks
 
 
 def main(name: str, argv: list[str], opts) -> int:
@@ -43,44 +40,39 @@ def main(name: str, argv: list[str], opts) -> int:
         p.add_argument("-d", "--driver", default="bridge", help="bridge (the only driver)")
         p.add_argument("name")
         a = p.parse_args(rest)
-        if a.driver != "bridge":
-            raise UsageError(f"network create: driver {a.driver!r} is not supported (bridge only)")
         from berth.engine.options import parse_labels
 
-        _, nm = _nm(opts)
-        net = nm.create(a.name, subnet=a.subnet, gateway=a.gateway, internal=a.internal,
-                        labels=parse_labels(a.label))
-        print(getattr(net, "id", a.name))
+        net = _networks(opts).create(a.name, driver=a.driver, internal=a.internal, labels=parse_labels(a.label),
+                                     subnet=a.subnet, gateway=a.gateway)
+        print(net.id)
         return 0
     if verb == "ls":
         p.add_argument("-q", "--quiet", action="store_true", help="only IDs")
         p.add_argument("--format", help="table (default), json or a template")
+        p.add_argument("-f", "--filter", action="append", default=[],
+                       help="name=, id=, label=KEY[=VALUE], driver=, type=custom|builtin, dangling=true|false")
         a = p.parse_args(rest)
         from berth.cli.format import print_rows
 
-        _, nm = _nm(opts)
-        rows = []
-        for n in nm.list():
-            d = nm.inspect(n.name)
-            rows.append({"ID": d.get("Id", "")[:12], "Name": d.get("Name", n.name), "Driver": d.get("Driver", "bridge"),
-                         "Scope": d.get("Scope", "local")})
+        rows = [{"ID": n.id[:12], "Name": n.name, "Driver": n.attrs["Driver"], "Scope": n.attrs["Scope"]}
+                for n in _networks(opts).list(filters=parse_filters(a.filter))]
         print_rows(rows, a.format, [("NETWORK ID", "ID"), ("NAME", "Name"), ("DRIVER", "Driver"), ("SCOPE", "Scope")],
                    "ID", a.quiet)
         return 0
     if verb == "inspect":
         p.add_argument("networks", nargs="+")
         a = p.parse_args(rest)
-        _, nm = _nm(opts)
-        print(json.dumps([nm.inspect(n) for n in a.networks], indent=4))
+        nets = _networks(opts)
+        print(json.dumps([nets.get(n).attrs for n in a.networks], indent=4))
         return 0
     if verb == "rm":
         p.add_argument("networks", nargs="+")
         a = p.parse_args(rest)
-        _, nm = _nm(opts)
+        nets = _networks(opts)
         rc = 0
         for n in a.networks:
             try:
-                nm.remove(n)
+                nets.get(n).remove()
                 print(n)
             except BerthError as e:
                 sys.stderr.write(f"berth: {e}\n")
@@ -88,35 +80,24 @@ def main(name: str, argv: list[str], opts) -> int:
         return rc
     if verb == "prune":
         p.add_argument("-f", "--force", action="store_true", help="do not prompt (berth never prompts)")
-        p.parse_args(rest)
-        _, nm = _nm(opts)
-        for n in nm.list():
-            if n.name == "bridge":
-                continue
-            try:
-                nm.remove(n.name)
-                print(n.name)
-            except Conflict:
-                pass
+        p.add_argument("--filter", action="append", default=[], help="label=KEY[=VALUE]")
+        a = p.parse_args(rest)
+        for n in _networks(opts).prune(filters=parse_filters(a.filter))["NetworksDeleted"]:
+            print(n)
         return 0
     # connect / disconnect
     p.add_argument("network")
     p.add_argument("container")
     if verb == "connect":
-        p.add_argument("--alias", action="append", default=[], help="extra DNS name")
-        p.add_argument("--ip", help="IPv4 address")
+        p.add_argument("--alias", action="append", default=[], help="extra DNS name on this network")
+        p.add_argument("--ip", help="IPv4 address in the network's subnet")
+    else:
+        p.add_argument("-f", "--force", action="store_true",
+                       help="also when berth no longer knows the container")
     a = p.parse_args(rest)
-    from berth.engine.containers import Engine
-
-    eng = Engine(opts.root)
-    rec = eng.get(a.container)
-    _, nm = _nm(opts)
+    net = _networks(opts).get(a.network)
     if verb == "disconnect":
-        nm.disconnect(a.network, rec["Id"])
-        return 0
-    rs = eng.run_state(rec)
-    ns = (rec.get("Network") or {}).get("NetnsPath") or (f"/proc/{rs.pid}/ns/net" if rs.pid else "")
-    if not ns or rs.status != "running" and not (rec.get("Network") or {}).get("NetnsPath"):
-        raise Conflict(f"network connect {a.network} {rec['Name']}: container has no network namespace to connect")
-    nm.connect(a.network, rec["Id"], ns, name=rec["Name"], aliases=a.alias, ip=a.ip)
+        net.disconnect(a.container, force=a.force)
+    else:
+        net.connect(a.container, aliases=a.alias, ipv4_address=a.ip)
     return 0

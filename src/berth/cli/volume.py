@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from berth.cli.common import Parser
+from berth.cli.common import Parser, parse_filters
 from berth.errors import BerthError, UsageError
 
 
 def _vols(opts):
     from berth.engine.client import Client
 
-    return Client(opts.root)._volumes()
+    return Client(opts.root).volumes
 
 
 def main(name: str, argv: list[str], opts) -> int:
@@ -33,27 +33,30 @@ def main(name: str, argv: list[str], opts) -> int:
         a = p.parse_args(argv[1:])
         from berth.engine.options import parse_labels
 
-        print(vols.create(a.name, parse_labels(a.label))["Name"])
+        print(vols.create(a.name, labels=parse_labels(a.label)).name)
     elif verb == "ls":
         p.add_argument("-q", "--quiet", action="store_true", help="only names")
         p.add_argument("--format", help="table (default), json or a template")
+        p.add_argument("-f", "--filter", action="append", default=[],
+                       help="name=, label=KEY[=VALUE], driver=, dangling=true|false")
         a = p.parse_args(argv[1:])
         from berth.cli.format import print_rows
 
-        rows = [{"Driver": v["Driver"], "Name": v["Name"], "Mountpoint": v["Mountpoint"]} for v in vols.list()]
+        rows = [{k: v.attrs[k] for k in ("Driver", "Name", "Mountpoint")}
+                for v in vols.list(filters=parse_filters(a.filter))]
         print_rows(rows, a.format, [("DRIVER", "Driver"), ("VOLUME NAME", "Name")], "Name", a.quiet)
     elif verb == "inspect":
         p.add_argument("names", nargs="+")
         a = p.parse_args(argv[1:])
-        print(json.dumps([vols.get(n) for n in a.names], indent=4))
+        print(json.dumps([vols.get(n).attrs for n in a.names], indent=4))
     elif verb == "rm":
-        p.add_argument("-f", "--force", action="store_true", help="(accepted for docker compatibility)")
+        p.add_argument("-f", "--force", action="store_true", help="no error for a volume that does not exist")
         p.add_argument("names", nargs="+")
         a = p.parse_args(argv[1:])
         rc = 0
         for n in a.names:
             try:
-                vols.remove(n, a.force)
+                vols.client._volumes().remove(n, force=a.force)
                 print(n)
             except BerthError as e:
                 import sys
@@ -64,8 +67,13 @@ def main(name: str, argv: list[str], opts) -> int:
     elif verb == "prune":
         p.add_argument("-f", "--force", action="store_true", help="do not prompt (berth never prompts)")
         p.add_argument("-a", "--all", action="store_true", help="also named volumes (default: anonymous only)")
+        p.add_argument("--filter", action="append", default=[], help="label=KEY[=VALUE]")
         a = p.parse_args(argv[1:])
-        names, size = vols.prune(all_volumes=a.all)
+        f = parse_filters(a.filter)
+        if a.all:
+            f["all"] = ["true"]
+        r = vols.prune(filters=f)
+        names, size = r["VolumesDeleted"], r["SpaceReclaimed"]
         for n in names:
             print(n)
         print(f"Total reclaimed space: {size}B")

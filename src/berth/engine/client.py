@@ -16,7 +16,7 @@ import shlex
 from typing import Any
 
 from berth.engine.containers import Engine
-from berth.engine.models import Container, ContainerError, ExecResult, Volume
+from berth.engine.models import Container, ContainerError, ExecResult, Network, Volume
 from berth.engine.options import (
     CreateOptions,
     Healthcheck,
@@ -31,7 +31,7 @@ from berth.engine.options import (
 from berth.errors import UsageError
 from berth.paths import DEFAULT_ENGINE_ROOT
 
-__all__ = ["Client", "Container", "ContainerError", "ExecResult", "Volume"]
+__all__ = ["Client", "Container", "ContainerError", "ExecResult", "Network", "Volume"]
 
 
 class Client:
@@ -345,70 +345,131 @@ class VolumeCollection:
     def __init__(self, client: Client):
         self.client = client
 
-    def create(self, name: str | None = None, labels: dict | None = None, **kwargs: Any) -> Volume:
-        """Similar to ``docker volume create``."""
+    def create(self, name: str | None = None, driver: str | None = None, driver_opts: dict | None = None,
+               labels: dict | None = None, **kwargs: Any) -> Volume:
+        """Create a named volume (a random name when ``name`` is None). Similar to
+        ``docker volume create``: an existing name is returned as it is.
+
+        Args:
+            driver: ``"local"`` (the only driver; default). labels: ``{key: value}``.
+        Raises:
+            UsageError: invalid name, another driver, or driver options.
+        """
+        if driver not in (None, "local"):
+            raise UsageError(f"create volume: driver {driver!r} is not supported (local only)")
+        if driver_opts or kwargs:
+            raise UsageError(f"create volume: {'driver options' if driver_opts else sorted(kwargs)[0]!r} "
+                             "not supported")
         return Volume(self.client, self.client._volumes().create(name, labels))
 
     def get(self, volume_id: str) -> Volume:
-        """Raises NotFound."""
+        """By name. Similar to ``docker volume inspect``. Raises NotFound."""
         return Volume(self.client, self.client._volumes().get(volume_id))
 
-    def list(self, filters: dict | None = None) -> list[Volume]:
-        """Similar to ``docker volume ls``."""
-        return [Volume(self.client, v) for v in self.client._volumes().list()]
+    def list(self, filters: dict | None = None, **kwargs: Any) -> list[Volume]:
+        """Similar to ``docker volume ls``.
+
+        Args:
+            filters: ``name`` (a part), ``label`` (KEY or KEY=VALUE), ``driver``,
+                ``dangling`` (True: no container uses it).
+        """
+        return [Volume(self.client, v) for v in self.client._volumes().list(filters)]
 
     def prune(self, filters: dict | None = None) -> dict[str, Any]:
-        """Similar to ``docker volume prune``: anonymous volumes, named ones too
-        with ``filters={"all": True}``."""
-        names, size = self.client._volumes().prune(all_volumes=bool((filters or {}).get("all")))
+        """Remove unused volumes. Similar to ``docker volume prune``: anonymous
+        volumes, named ones too with ``filters={"all": True}``; ``label`` filters.
+
+        Returns:
+            ``{"VolumesDeleted": [names], "SpaceReclaimed": bytes}``
+        """
+        f = dict(filters or {})
+        bad = set(f) - {"all", "label"}
+        if bad:
+            raise UsageError(f"prune volumes: invalid filter {sorted(bad)[0]!r}")
+        every = f.get("all")
+        every = every[0] if isinstance(every, list) else every
+        labels = f.get("label")
+        names, size = self.client._volumes().prune(
+            all_volumes=str(every).lower() in ("true", "1") or every is True,
+            labels=[labels] if isinstance(labels, str) else labels)
         return {"VolumesDeleted": names, "SpaceReclaimed": size}
 
 
 class NetworkCollection:
-    """``client.networks``: over ``berth.engine.network`` (bridge and user networks)."""
+    """``client.networks``: bridge and user-defined networks. Similar to docker-py's
+    ``NetworkCollection``."""
 
     def __init__(self, client: Client):
         self.client = client
 
-    def _lib(self):
-        from berth.engine.netsetup import _network_lib
-
-        lib = _network_lib()
-        if lib is None:
-            raise UsageError("networks: bridge and user networks are not available in this build yet")
-        return lib
-
     def _nm(self):
-        return self._lib().NetworkManager(str(self.client.root))
+        from berth.engine.netconnect import manager
 
-    def create(self, name: str, driver: str = "bridge", internal: bool = False, labels: dict | None = None,
-               ipam: dict | None = None, **kwargs: Any):
-        """Similar to ``docker network create``; ``ipam`` as docker-py's
-        ``{"Config": [{"Subnet": …, "Gateway": …}]}`` (or ``subnet=``/``gateway=``)."""
-        from berth.engine.models import Network
+        return manager(self.client.root)
 
-        if driver != "bridge":
+    def create(self, name: str, driver: str | None = None, internal: bool = False, labels: dict | None = None,
+               ipam: dict | None = None, **kwargs: Any) -> Network:
+        """Create a bridge network. Similar to ``docker network create``.
+
+        Args:
+            name: the network's name (also its DNS scope).
+            driver: ``"bridge"`` (the only driver; default).
+            internal: no outbound access.
+            labels: ``{key: value}``.
+            ipam: docker-py's ``IPAMConfig`` shape, ``{"Config": [{"Subnet": "10.90.0.0/24",
+                "Gateway": "10.90.0.1"}]}`` (or ``subnet=``/``gateway=`` keywords).
+        Returns:
+            Network
+        Raises:
+            Conflict: the name exists or the subnet overlaps one in use. UsageError: bad input.
+        """
+        if driver not in (None, "bridge"):
             raise UsageError(f"network create: driver {driver!r} is not supported (bridge only)")
-        pool = ((ipam or {}).get("Config") or [{}])[0]
+        bad = set(kwargs) - {"subnet", "gateway", "check_duplicate", "attachable", "scope", "enable_ipv6"}
+        if bad:
+            raise UsageError(f"network create: unknown argument {sorted(bad)[0]!r}")
+        if kwargs.get("enable_ipv6"):
+            raise UsageError("network create: IPv6 is not supported")
+        pools = (ipam or {}).get("Config") or (ipam or {}).get("pool_configs") or [{}]
+        if len(pools) > 1:
+            raise UsageError("network create: only one IPAM pool (subnet) per network")
+        pool = {k.lower(): v for k, v in pools[0].items()}
         nm = self._nm()
-        net = nm.create(name, subnet=kwargs.get("subnet") or pool.get("Subnet"),
-                        gateway=kwargs.get("gateway") or pool.get("Gateway"), internal=internal, labels=labels)
-        return Network(nm, nm.inspect(net.name))
+        net = nm.create(name, subnet=kwargs.get("subnet") or pool.get("subnet"),
+                        gateway=kwargs.get("gateway") or pool.get("gateway"), internal=internal,
+                        labels=dict(labels or {}))
+        return Network(self.client, nm.inspect(net.id))
 
-    def list(self, names: list[str] | None = None) -> list:
-        """Similar to ``docker network ls``."""
-        from berth.engine.models import Network
+    def get(self, network_id: str, **kwargs: Any) -> Network:
+        """By name, ID or unique ID prefix. Similar to ``docker network inspect``.
+
+        Raises:
+            NotFound: no such network.
+        """
+        return Network(self.client, self._nm().inspect(network_id))
+
+    def list(self, names: list[str] | None = None, ids: list[str] | None = None,
+             filters: dict | None = None, **kwargs: Any) -> list[Network]:
+        """Similar to ``docker network ls``.
+
+        Args:
+            names: only these names. ids: only these IDs (or prefixes).
+            filters: docker's: ``name``, ``id`` (a part), ``label`` (KEY or KEY=VALUE),
+                ``driver``, ``type`` (``custom`` or ``builtin``), ``dangling``.
+        """
+        from berth.engine.netconnect import select
 
         nm = self._nm()
-        return [Network(nm, nm.inspect(n.name)) for n in nm.list() if not names or n.name in names]
+        return [Network(self.client, d) for d in select([nm.inspect(n.id) for n in nm.list()], names, ids, filters)]
 
-    def get(self, network_id: str):
-        """Similar to ``docker network inspect``: a Network (NotFound when unknown)."""
-        from berth.engine.models import Network
+    def prune(self, filters: dict | None = None) -> dict[str, Any]:
+        """Remove user networks without containers. Similar to ``docker network prune``.
 
-        nm = self._nm()
-        return Network(nm, nm.inspect(network_id))
+        Args:
+            filters: ``{"label": ["KEY" or "KEY=VALUE", ...]}``.
+        Returns:
+            ``{"NetworksDeleted": [names]}``
+        """
+        from berth.engine.netconnect import prune
 
-    def prune(self) -> dict[str, Any]:
-        """Similar to ``docker network prune``: removes user networks without containers."""
-        return {"NetworksDeleted": self._nm().prune()}
+        return {"NetworksDeleted": prune(self._nm(), filters)}

@@ -351,7 +351,7 @@ class Engine:
         if not os.path.ismount(cdir / "rootfs") and not (cdir / "rootfs.copied").exists():
             images.mount_rootfs(images.get_image(str(self.root), rec["ImageID"]), cdir,
                                 volatile=rec["HostConfig"]["AutoRemove"])
-        for f in ("status.json", "stop-requested", "health.json"):
+        for f in ("status.json", "stop-requested", "health.json", "detached"):
             try:
                 os.unlink(cdir / f)
             except FileNotFoundError:
@@ -361,8 +361,10 @@ class Engine:
         hc = rec["Config"].get("Healthcheck")
         hp = rec["HostConfig"]
         exit_cmd = None
-        if hp["AutoRemove"] and not attach:
+        if hp["AutoRemove"]:
             exit_cmd = [sys.executable, "-m", "berth.cli.main", "--root", str(self.root), "rm", "-f", cid]
+            if attach:  # the attached CLI removes it, unless the user detached (it leaves "detached")
+                exit_cmd = ["/bin/sh", "-c", 'test -e "$0" && exec "$@"', str(cdir / "detached"), *exit_cmd]
         args = MonitorArgs(
             runtime=self.runtime, runtime_root=self.runtime_root, bundle=cdir, cid=cid, cdir=cdir,
             log_path=cdir / "container.log",

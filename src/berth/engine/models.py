@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from berth.errors import BerthError
+from berth.errors import BerthError, UsageError
 
 
 class ContainerError(BerthError):
@@ -232,22 +232,32 @@ class Volume:
 
     name = id
 
+    short_id = id
+
     def __repr__(self) -> str:
         return f"<Volume: {self.name}>"
 
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Volume) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
     def reload(self) -> None:
+        """Refresh ``attrs``. Raises NotFound once it is removed."""
         self.attrs = self.client._volumes().get(self.name)
 
     def remove(self, force: bool = False) -> None:
-        """Similar to the ``docker volume rm`` command. Raises Conflict while in use."""
+        """Similar to the ``docker volume rm`` command. Raises Conflict while in use
+        (also with ``force``, as docker's; ``force`` makes a removed volume no error)."""
         self.client._volumes().remove(self.name, force=force)
 
 
 class Network:
-    """A network. Similar to docker-py's ``Network`` (``attrs`` is ``network inspect``)."""
+    """A network. Similar to docker-py's ``Network``; ``attrs`` is ``network inspect``'s."""
 
-    def __init__(self, manager, attrs: dict[str, Any]):
-        self._nm = manager
+    def __init__(self, client, attrs: dict[str, Any]):
+        self.client = client
         self.attrs = attrs
 
     @property
@@ -255,19 +265,76 @@ class Network:
         return self.attrs["Id"]
 
     @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
     def name(self) -> str:
         return self.attrs["Name"]
 
+    @property
+    def containers(self) -> list[Container]:
+        """The containers connected to it (as of the last ``reload``)."""
+        from berth.errors import NotFound
+
+        out = []
+        for cid in self.attrs.get("Containers") or {}:
+            try:
+                out.append(self.client.containers.get(cid))
+            except NotFound:
+                pass  # removed since the last reload
+        return out
+
     def __repr__(self) -> str:
-        return f"<Network: {self.name}>"
+        return f"<Network: {self.short_id}>"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Network) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _nm(self):
+        from berth.engine.netconnect import manager
+
+        return manager(self.client.root)
 
     def reload(self) -> None:
-        self.attrs = self._nm.inspect(self.id)
+        """Refresh ``attrs``. Raises NotFound once the network is removed."""
+        self.attrs = self._nm().inspect(self.id)
 
-    def disconnect(self, container) -> None:
-        """Similar to ``docker network disconnect``; ``container`` is an ID or a Container."""
-        self._nm.disconnect(self.name, getattr(container, "id", container))
+    def connect(self, container, aliases: list[str] | None = None, ipv4_address: str | None = None,
+                **kwargs: Any) -> None:
+        """Connect a container (Container, ID or name). Similar to ``docker network connect``.
+
+        Args:
+            aliases: extra DNS names of the container on this network.
+            ipv4_address: a fixed address in the network's subnet.
+        Raises:
+            Conflict: already connected, or the container has no namespace of its own
+                (``--network none|host|container:``, a VM). A container that has not
+                started yet is connected when it starts.
+            UsageError: bad alias or address, or an unsupported argument (links, IPv6).
+        """
+        from berth.engine.netconnect import connect
+
+        bad = sorted(k for k, v in kwargs.items() if v)
+        if bad:
+            raise UsageError(f"network connect: argument {bad[0]!r} is not supported")
+        connect(self.client.engine, self.id, getattr(container, "id", container), aliases or (), ipv4_address)
+
+    def disconnect(self, container, force: bool = False) -> None:
+        """Disconnect a container (Container, ID or name). Similar to ``docker network disconnect``.
+
+        Args:
+            force: also when the engine no longer knows the container.
+        Raises:
+            NotFound: it is not connected.
+        """
+        from berth.engine.netconnect import disconnect
+
+        disconnect(self.client.engine, self.id, getattr(container, "id", container), force=force)
 
     def remove(self) -> None:
         """Similar to ``docker network rm``. Raises Conflict while containers use it."""
-        self._nm.remove(self.name)
+        self._nm().remove(self.id)

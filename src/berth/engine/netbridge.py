@@ -28,6 +28,7 @@ class BridgePlan(NetPlan):
     hostname: str = ""
     extra_hosts: list = []
     dns: list = []
+    extra: list = []  # further networks: [{"Network", "Aliases", "IPv4Address"}]
 
     def _nm(self):
         return self.lib.NetworkManager(str(self.engine.root))
@@ -46,7 +47,7 @@ class BridgePlan(NetPlan):
     def record(self) -> dict[str, Any]:
         d = super().record()
         d.update({"Network": self.network, "Hostname": self.hostname, "ExtraHosts": self.extra_hosts,
-                  "Dns": self.dns, "NetnsPath": self.netns_path, "VM": self.vm})
+                  "Dns": self.dns, "NetnsPath": self.netns_path, "VM": self.vm, "Extra": self.extra})
         return d
 
     vm: bool = False
@@ -77,6 +78,9 @@ class BridgePlan(NetPlan):
             self.lib.create_netns(path)
         try:
             nm.connect(self.network, self.cid, path, name=self.name, aliases=list(self.aliases))
+            for x in self.extra:  # ``network connect`` (berth.engine.netconnect)
+                nm.connect(x["Network"], self.cid, path, name=self.name, aliases=x.get("Aliases") or [],
+                           ip=x.get("IPv4Address"))
             maps = [self.lib.PortMapping(p["container_port"], p.get("host_port") or 0, p.get("host_ip") or "",
                                          p.get("proto") or "tcp") for p in self.endpoint.get("WantPorts", [])]
             if maps:
@@ -233,5 +237,6 @@ def bridge_for(engine, lib, rec: dict) -> BridgePlan:
     plan.hostname = net.get("Hostname") or rec["Config"]["Hostname"]
     plan.extra_hosts = net.get("ExtraHosts") or []
     plan.dns = net.get("Dns") or []
+    plan.extra = net.get("Extra") or []
     plan.endpoint = net.get("Endpoint") or {}
     return plan

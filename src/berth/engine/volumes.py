@@ -61,15 +61,37 @@ class Volumes:
             raise NotFound(f"no such volume: {name}")
         return rec
 
-    def list(self) -> list[dict[str, Any]]:
-        return self.state.volumes()
+    def list(self, filters: dict | None = None) -> list[dict[str, Any]]:
+        """``docker volume ls --filter``: ``name`` (a part), ``label`` (KEY or
+        KEY=VALUE), ``driver``, ``dangling`` (true: no container uses it)."""
+        f = {k: [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in (filters or {}).items()}
+        bad = set(f) - {"name", "label", "driver", "dangling"}
+        if bad:
+            raise UsageError(f"list volumes: invalid filter {sorted(bad)[0]!r}")
+        out = []
+        for v in self.state.volumes():
+            labels = v.get("Labels") or {}
+            if "name" in f and not any(x in v["Name"] for x in f["name"]):
+                continue
+            if "driver" in f and v["Driver"] not in f["driver"]:
+                continue
+            if "label" in f and not all(k in labels and (not sep or labels[k] == val)
+                                        for k, sep, val in (x.partition("=") for x in f["label"])):
+                continue
+            if "dangling" in f and str(not self.users(v["Name"])).lower() not in [x.lower() for x in f["dangling"]]:
+                continue
+            out.append(v)
+        return out
 
     def users(self, name: str) -> list[str]:
         return [c["Name"] for c in self.state.containers()
                 if any(m.get("Type") == "volume" and m.get("Name") == name for m in c.get("Mounts", []))]
 
     def remove(self, name: str, force: bool = False) -> None:
-        """docker volume rm: refused while a container (running or not) uses it."""
+        """docker volume rm: refused while a container (running or not) uses it;
+        ``force`` (docker's ``-f``) only makes an unknown name no error."""
+        if force and not self.state.get_volume(name):
+            return
         self.get(name)
         users = self.users(name)
         if users:
@@ -77,11 +99,12 @@ class Volumes:
         self.state.remove_volume(name)
         shutil.rmtree(self.base / name, ignore_errors=True)
 
-    def prune(self, all_volumes: bool = False) -> tuple[list[str], int]:
+    def prune(self, all_volumes: bool = False, labels: list[str] | None = None) -> tuple[list[str], int]:
         """Remove anonymous volumes no container uses (named ones too with
-        ``all_volumes``, docker >= 23's ``-a``); (names, bytes reclaimed)."""
+        ``all_volumes``, docker >= 23's ``-a``; only those with ``labels``,
+        KEY or KEY=VALUE, when given); (names, bytes reclaimed)."""
         removed, size = [], 0
-        for v in self.list():
+        for v in self.list({"label": labels} if labels else None):
             if (all_volumes or v.get("Anonymous")) and not self.users(v["Name"]):
                 size += dir_size(Path(v["Mountpoint"]))
                 self.remove(v["Name"])

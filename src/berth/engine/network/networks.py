@@ -439,7 +439,8 @@ class NetworkManager:
                 raise NotFound(f"disconnect {container_id[:12]} from network {rec['name']}: "
                                "container is not connected to the network")
             self._detach(rec, Endpoint.from_dict(ep))
-            self._refresh_hosts(rec["name"])
+            # the peers' files lose its name, and its own file their names
+            self._refresh_hosts(rec["name"], also=container_id)
 
     def _detach(self, rec: dict, ep: Endpoint) -> None:
         endpoint.detach(ep)
@@ -592,13 +593,14 @@ class NetworkManager:
         text = dns.hosts_text(meta.get("hostname") or container_id[:12], own, peers, extra)
         store.write_in_place(self.hosts_file(container_id), text)
 
-    def _refresh_hosts(self, network: str) -> None:
-        """Rewrite the hosts file of every container on ``network`` that has one."""
+    def _refresh_hosts(self, network: str, also: str = "") -> None:
+        """Rewrite the hosts file of every container on ``network`` that has
+        one (and of container ``also``, just disconnected from it)."""
         records = self._records()
         rec = next((r for r in records if r["name"] == network), None)
         if rec is None:
             return
-        for cid in rec.get("endpoints", {}):
+        for cid in [*rec.get("endpoints", {}), *([also] if also else [])]:
             try:
                 meta = store.read_json(self.files / cid / "meta.json")
             except (OSError, ValueError):
