@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
-import threading
 from collections.abc import Callable
 
 from berth._sys import check, libc
@@ -59,20 +58,9 @@ def _in_thread(fn: Callable[[], object]) -> object:
     The thread may change its own network namespace freely; it ends when
     ``fn`` returns, so no other thread is ever left in the wrong namespace.
     """
-    box: dict[str, object] = {}
+    from berth import threads
 
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=run, name="berth-netns")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]
+    return threads.run(fn)
 
 
 def run_in_netns(path: str, fn: Callable[[], object]) -> object:

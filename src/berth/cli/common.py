@@ -6,6 +6,12 @@ from collections.abc import Callable
 
 from berth.errors import BerthError
 
+# argparse passes its messages through gettext, which searches the disk for
+# message catalogs on every call (and imports locale for it): ~2 ms of each
+# berth start. berth's command line is English only.
+argparse._ = lambda message: message
+argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors and a chosen exit code (docker uses 125)."""

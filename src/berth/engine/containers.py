@@ -382,13 +382,19 @@ class Engine:
         # the network is connected while the container is created (they
         # meet only at the start, which waits for it); a foreign runtime
         # runs create in the monitor, after it
-        if args.adopt:
-            net.prepare()
         try:
+            if args.adopt:
+                from berth.runtime import oci
+                from berth.runtime.container import ops
+
+                args.bundle_config = oci.load_bundle(str(cdir))
+                ops.precreate_cgroup(args.bundle_config[0], cid)
+                net.prepare()
             launch(args, on_listening, meanwhile=net.up)
             _t("start: launched")
         except BaseException:
             net.down()
+            self._remove_cgroups(cid)  # precreated, or left by a create that failed
             raise
         ports = net.published()
         if ports and ports != (rec.get("Network") or {}).get("Ports"):
@@ -521,12 +527,13 @@ class Engine:
             self._rt("kill", cid, "KILL")
             self._wait_exit(rec, 10)
         monitor = self._monitor_identity(rec)
-        from berth.engine.netsetup import network_for
-
         # The network's teardown waits mostly in the kernel (a veth's
         # deletion waits for RCU grace periods), with the GIL released: it
         # runs in a thread beside the rest.
-        net_done = _in_thread(network_for(self, rec).down)
+        from berth import threads
+        from berth.engine.netsetup import network_for
+
+        net_done = threads.start(network_for(self, rec).down)
         _t("rm: net down")
         self._teardown_dir(self.cdir(cid))
         _t("rm: dir torn down")
@@ -714,33 +721,6 @@ def _match(rec: dict, rs: _status.RunState, filters: dict[str, list[str]]) -> bo
                 if k not in labels or (eq and labels[k] != val):
                     return False
     return True
-
-
-def _in_thread(fn):
-    """Run ``fn()`` in a thread; returns ``join()``, which re-raises its error."""
-    import _thread
-
-    done = _thread.allocate_lock()
-    done.acquire()
-    err: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            fn()
-        except BaseException as e:  # handed to join()
-            err.append(e)
-        finally:
-            done.release()
-
-    _thread.start_new_thread(body, ())
-
-    def join() -> None:
-        done.acquire()
-        done.release()
-        if err:
-            raise err[0]
-
-    return join
 
 
 def _ensure_workdir(rootfs, cwd: str) -> None:

@@ -41,6 +41,7 @@ class MonitorArgs:
     health_start_period: int = 0
     exit_command: list[str] | None = None
     adopt: bool = False  # create and start in a fork of this process (see _adopt)
+    bundle_config: tuple[dict, str] | None = None  # (config, rootfs) loaded already, for adopt
     delete_by_client: bool = False  # the attached client deletes the runtime state
 
 
@@ -163,11 +164,15 @@ def launch(a: MonitorArgs, on_listening=None, meanwhile=None) -> int:
 def _can_fork() -> bool:
     """Forking a process whose other threads may hold a lock (the import lock,
     a logging handler's) can deadlock the child: adopt only from a
-    single-threaded one (the CLI always is; an API caller may not be)."""
-    import sys
+    single-threaded one (the CLI always is; an API caller may not be). The
+    kernel's task list counts every thread, whoever started it."""
+    from berth.runtime.container import warmup
 
-    threading = sys.modules.get("threading")
-    return threading is None or threading.active_count() == 1
+    try:
+        # (the cgroup primer may run: it only ever blocks in write(2), see warmup)
+        return len(os.listdir("/proc/self/task")) <= 1 + warmup.running()
+    except OSError:
+        return False
 
 
 def _fork_adopting(a: MonitorArgs, argv: list[str], sync_w: int, err_w: int, go_r: int, go_w: int) -> int:
@@ -249,8 +254,9 @@ def _adopt(a: MonitorArgs, argv: list[str], sync_w: int, err_w: int, go_r: int) 
         os.close(go_r)
 
     try:
-        cpid = ops.run_detached(a.runtime_root, a.cid, str(a.bundle), console_fd=theirs if a.terminal else None,
-                                before_start=before_start)
+        cfg, rootfs = a.bundle_config or (None, None)
+        cpid = ops.run_detached(a.runtime_root, a.cid, str(a.bundle), cfg, rootfs,
+                                console_fd=theirs if a.terminal else None, before_start=before_start)
     except (BerthError, OSError) as e:
         code = getattr(e, "exit_code", 125)
         msg = e if isinstance(e, BerthError) else (e.strerror or e)

@@ -158,7 +158,7 @@ class BridgePlan(NetPlan):
 
     def down(self) -> None:
         try:
-            self._nm().release(self.cid)
+            self._nm().release(self.cid, ports=bool(self.endpoint.get("WantPorts")))
         finally:
             if self.netns_path and not self.vm:
                 self.lib.remove_netns(self.netns_path)

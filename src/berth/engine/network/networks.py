@@ -156,8 +156,11 @@ class NetworkManager:
                 raise Conflict(f"network {name_or_id}: ambiguous ID prefix")
         raise NotFound(f"network {name_or_id} not found")
 
-    def _save(self, rec: dict) -> None:
-        store.write_json_atomic(self._path(rec["name"]), rec)
+    def _save(self, rec: dict, durable: bool = True) -> None:
+        """``durable=False`` for endpoint changes: they matter only while the
+        containers run, which a power loss ends; the network itself is saved
+        durably when it is created."""
+        store.write_json_atomic(self._path(rec["name"]), rec, durable)
 
     # --- networks -----------------------------------------------------------
     @_kernel_errors("create network")
@@ -421,7 +424,7 @@ class NetworkManager:
                 endpoint.attach_veth(ep, rec["bridge"])
             rec.setdefault("endpoints", {})[container_id] = ep.to_dict()
             try:
-                self._save(rec)
+                self._save(rec, durable=False)
             except BaseException:
                 endpoint.detach(ep)
                 raise
@@ -446,7 +449,7 @@ class NetworkManager:
         endpoint.detach(ep)
         ipam.release(rec, ep.container_id)
         rec.get("endpoints", {}).pop(ep.container_id, None)
-        self._save(rec)
+        self._save(rec, durable=False)
 
     # --- ports --------------------------------------------------------------
     @_kernel_errors("publish ports")
@@ -609,16 +612,22 @@ class NetworkManager:
 
     # --- teardown and cleanup ----------------------------------------------
     @_kernel_errors("release container network")
-    def release(self, container_id: str) -> None:
+    def release(self, container_id: str, ports: bool = True) -> None:
         """Everything of a container: ports, endpoints, files (on ``rm``).
 
-        Safe to call twice and after a crash; each step ignores what is gone.
+        ``ports=False``: it never published any, so the firewall is not
+        listed. Safe to call twice and after a crash; each step ignores what
+        is gone. (Unpinning the namespace first would take its veths along,
+        but the kernel frees a namespace after a full RCU grace period, not
+        the expedited one of a deletion: 17-43 ms here against 2-7.)
         """
         _check_id(container_id, "release network of container")
         with store.locked(self.dir):
-            self.firewall.unpublish(container_id)
+            if ports:
+                self.firewall.unpublish(container_id)
+            records = self._records()
             touched = []
-            for rec in self._records():
+            for rec in records:
                 ep = rec.get("endpoints", {}).get(container_id)
                 if ep is not None:
                     self._detach(rec, Endpoint.from_dict(ep))

@@ -74,12 +74,16 @@ def launch(spec: init.Spec, cgroup=None, on_hooks=None, on_pid=None) -> Child:
     """
     sync_r, sync_w = os.pipe()
     reply_r, reply_w = os.pipe()
-    # Without a user namespace or namespaces to join, P1 has nothing to do
-    # that P0 cannot: P0 forks the init itself (one fork and exit less). Only
-    # for run, where P0 is subreaper and reaps the init anyway: after create,
-    # the init must not be the caller's child (a caller living on, such as a
+    # Without a user namespace to make or a pid, time or user namespace to
+    # join, P1 has nothing to do that P0 cannot: P0 forks the init itself
+    # (one fork and exit less), which joins network, IPC, UTS, cgroup or
+    # mount namespaces itself (one thread, as setns(2) of mnt wants; a pid or
+    # time namespace would only hold the caller's later children). Only for
+    # run, where P0 is subreaper and reaps the init anyway: after create, the
+    # init must not be the caller's child (a caller living on, such as a
     # Python program, would keep it a zombie that still looks alive).
-    direct = spec.reap_init and not spec.new_user and not spec.join
+    direct = spec.reap_init and not spec.new_user and \
+        all(t not in ("pid", "time", "user") for t, _ in spec.join)
     p1 = 0
     child = Child(0, channel.Reader(sync_r), reply_w)
     try:
@@ -183,11 +187,19 @@ def _fork_init(spec: init.Spec, sync_r: int, sync_w: int, reply_r: int, reply_w:
     return pid
 
 
+def _join(spec: init.Spec) -> None:
+    """setns(2) into the namespaces given by path, in JOIN_ORDER."""
+    for nstype, fd in spec.join:
+        _ns.setns(fd, 0, f"{nstype} namespace")
+        os.close(fd)
+
+
 def _p2(spec: init.Spec, sync_w: int, reply_r: int):
     """P2's body when forked by P0 (see _p1 for the steps); never returns."""
     try:
         _proc.set_dumpable(False)  # CVE-2019-5736, as in _p1
         init.preload(spec)
+        _join(spec)
         if spec.new_flags & ~_ns.CLONE_NEWPID:
             _ns.unshare(spec.new_flags & ~_ns.CLONE_NEWPID)
         channel.send(sync_w, "UNSHARED")
@@ -206,9 +218,7 @@ def _p1(spec: init.Spec, sync_w: int, reply_r: int):
         trace.mark("P1")
         _proc.set_dumpable(False)
         init.preload(spec)
-        for nstype, fd in spec.join:
-            _ns.setns(fd, 0, f"{nstype} namespace")
-            os.close(fd)
+        _join(spec)
         if spec.new_user:
             # The user namespace first: it owns the namespaces unshared next.
             _ns.unshare(_ns.CLONE_NEWUSER)

@@ -48,14 +48,19 @@ def _prime(fd: int, started, done) -> None:
 
 
 def start() -> None:
-    """Begin priming in a thread (idempotent); returns once the thread writes.
+    """Begin priming in a thread (a no-op while one primes); returns once the
+    thread writes.
 
     The thread must be running before we go on: the main thread holds the GIL
     through the imports that follow and would otherwise let it start only at
     the next switch interval (5 ms), late for the grace period to elapse.
+
+    A long-lived process (the engine's API) primes again for each container;
+    a process forked while a primer runs (the engine's monitor-to-be) sees
+    one running ever after, and does not prime what its parent primes.
     """
     global _lock
-    if _lock is not None:
+    if _lock is not None and _lock.locked():
         return
     import _thread
 
@@ -72,6 +77,11 @@ def start() -> None:
     _lock.acquire()
     _thread.start_new_thread(_prime, (fd, started, _lock))
     started.acquire()
+
+
+def running() -> bool:
+    """Whether a priming thread of this process is (or may still be) running."""
+    return _lock is not None and _lock.locked()
 
 
 def join() -> None:
