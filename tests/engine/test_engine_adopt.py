@@ -118,3 +118,23 @@ def test_foreign_runtime_takes_the_monitors_path(berth, engine_root, tmp_path, f
     assert berth.status(cid)["Status"] == "running"
     assert run("rm", "-f", cid).returncode == 0
     assert _leftover_cgroups(cid) == []
+
+
+def test_run_name_clash_found_while_creating_leaves_nothing(berth, engine_root):
+    # run stores its record (and so checks the name) while the container is
+    # being created: a clash stops the start, and nothing of it remains
+    name = f"taken{os.getpid()}"
+    first = berth.out("run", "-d", "--name", name, "busybox", "sleep", "60").strip()
+    before = set(os.listdir(engine_root / "containers"))
+    netns_before = set(os.listdir(engine_root / "netns"))
+    links_before = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.count("\n")
+    for extra in ([], ["-d"], ["--rm"]):
+        r = berth("run", *extra, "--name", name, "busybox", "echo", "should-not-run")
+        assert r.returncode == 125 and "should-not-run" not in r.stdout
+        assert r.stderr.count("\n") == 1 and "already in use" in r.stderr, r.stderr
+    assert set(os.listdir(engine_root / "containers")) == before
+    assert set(os.listdir(engine_root / "netns")) == netns_before
+    assert _runtime_states(engine_root) == {first}
+    links_after = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.count("\n")
+    assert links_after == links_before
+    assert berth.out("ps", "-a", "-q", "--no-trunc", "--filter", f"name={name}").split() == [first]

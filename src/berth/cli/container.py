@@ -222,19 +222,20 @@ def cmd_run(argv, client, prog) -> int:
         raise UsageError("conflicting options: -a and -d")
     keys = _detach_keys(a.detach_keys)  # before anything is made
     eng = client.engine
-    rec, warnings = eng.create(opts)
+    # stored by start, while the container is created (see Engine.create)
+    rec, warnings = eng.create(opts, store=False)
     _warn(warnings)
     if a.detach:
         try:
-            eng.start(rec)
+            eng.start(rec, new=True)
         except BaseException:
             if a.rm:
-                eng.remove(rec["Id"], force=True)
+                _discard(eng, rec)
             raise
         print(rec["Id"])
         return 0
     return _run_attached(eng, rec, interactive=a.interactive and (not streams or "stdin" in streams), tty=a.tty,
-                         remove=a.rm, streams=streams, detach_keys=keys)
+                         remove=a.rm, streams=streams, detach_keys=keys, new=True)
 
 
 def _detach_keys(spec: str | None) -> bytes:
@@ -249,21 +250,32 @@ def _detached() -> int:
     return 0
 
 
+def _discard(eng, rec) -> None:
+    """--rm after a failed start: remove what is left (nothing at all when the
+    start failed before it stored the record)."""
+    from berth.errors import NotFound
+
+    try:
+        eng.remove(rec["Id"], force=True)
+    except NotFound:
+        pass
+
+
 def _run_attached(eng, rec, interactive: bool, tty: bool, remove: bool, streams: set[str] | None = None,
-                  detach_keys: bytes | None = None) -> int:
+                  detach_keys: bytes | None = None, new: bool = False) -> int:
     from berth.engine.attach import attach
     from berth.engine.monitor import connect
 
     socks = []
     try:
         eng.start(rec, attach=True, stdin=interactive,
-                  on_listening=lambda: socks.append(connect(eng.cdir(rec["Id"]))))
+                  on_listening=lambda: socks.append(connect(eng.cdir(rec["Id"]))), new=new)
         sock = socks[0] if socks else connect(eng.cdir(rec["Id"]))
     except BaseException:
         for s in socks:
             s.close()
         if remove:
-            eng.remove(rec["Id"], force=True)
+            _discard(eng, rec)
         raise
 
     def forward(sig: int) -> None:  # docker's sig-proxy

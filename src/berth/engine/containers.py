@@ -131,8 +131,12 @@ class Engine:
 
         return replace(opts, isolation=mode)
 
-    def create(self, opts: CreateOptions) -> tuple[dict[str, Any], list[str]]:
+    def create(self, opts: CreateOptions, store: bool = True) -> tuple[dict[str, Any], list[str]]:
         """Create a container (docker create); returns its record and warnings.
+
+        ``store=False`` (``run``): the record is not stored yet, and the name
+        not checked: ``start(rec, new=True)`` does both while the container is
+        being created, where opening the engine's database (~5 ms) is hidden.
 
         Raises:
             UsageError: a bad option. NotFound: unknown image. Conflict: name in use.
@@ -149,11 +153,14 @@ class Engine:
             check_vm_options(opts)
         image = images.get_image(str(self.root), opts.image)
         cid = names.new_id()
-        name = (opts.name or "").lstrip("/") or names.generate_name(self.state.names())
+        name = (opts.name or "").lstrip("/") or names.generate_name(self.state.names() if store else set())
         cdir = self.cdir(cid)
         cdir.mkdir(parents=True, mode=0o700)
         try:
             rec = self._create_in(cdir, cid, name, opts, image, warnings)
+            rec["_generated_name"] = not (opts.name or "").lstrip("/")
+            if store:
+                self._store(rec)
         except BaseException:
             self._teardown_dir(cdir)
             raise
@@ -163,7 +170,6 @@ class Engine:
                    image: images.ImageInfo, warnings: list[str]) -> dict[str, Any]:
         from berth.engine import spec as _spec
         from berth.engine.netsetup import plan_network
-        from berth.engine.volumes import Volumes
 
         if opts.healthcheck is None and not opts.no_healthcheck:
             opts.healthcheck = _image_healthcheck(image.config.get("Healthcheck"))
@@ -174,8 +180,7 @@ class Engine:
         hostname = opts.hostname or (cid[:12] if opts.network != "host" else os.uname().nodename)
         net = plan_network(self, opts, cid, name, hostname)
         _t("network planned")
-        vols = Volumes(self.root, self.state)
-        mounts, mount_recs, anon = self._mounts(opts, cdir, vols, warnings)
+        mounts, mount_recs, anon = self._mounts(opts, cdir, warnings)
         mounts.extend(net.file_mounts(cdir, hostname, opts))
         if opts.init:
             mounts.append(_init_mount())
@@ -256,12 +261,24 @@ class Engine:
             "AnonVolumes": anon,
             "Network": net.record(),
         }
-        self.state.add_container(rec)
-        _t("record added")
         return rec
 
-    def _mounts(self, opts: CreateOptions, cdir: Path, vols, warnings: list[str]):
+    def _store(self, rec: dict) -> None:
+        """Insert the record; a generated name that clashed is drawn again."""
+        generated = rec.pop("_generated_name", False)
+        for _ in range(8):
+            try:
+                self.state.add_container(rec)
+                break
+            except Conflict:
+                if not generated:
+                    raise
+                rec["Name"] = names.generate_name(self.state.names())
+        _t("record stored")
+
+    def _mounts(self, opts: CreateOptions, cdir: Path, warnings: list[str]):
         """OCI mounts for -v/--mount/--tmpfs, docker's Mounts records, anonymous volumes."""
+        vols = None
         oci: list[dict] = []
         recs: list[dict] = []
         anon: list[str] = []
@@ -277,6 +294,10 @@ class Engine:
                 if not vname:
                     vname = names.new_id()
                     anon.append(vname)
+                if vols is None:
+                    from berth.engine.volumes import Volumes
+
+                    vols = Volumes(self.root, self.state)
                 v = vols.ensure(vname, anonymous=not m.source)
                 src = v["Mountpoint"]
                 rec = {"Type": "volume", "Name": vname, "Source": src, "Destination": m.target,
@@ -326,20 +347,45 @@ class Engine:
         return held()
 
     def start(self, ref: str | dict, attach: bool = False, stdin: bool = False,
-              on_listening=None) -> dict[str, Any]:
+              on_listening=None, new: bool = False) -> dict[str, Any]:
         """Start a created or exited container (docker start). Returns the record.
 
         With ``attach``, ``on_listening()`` runs once the monitor's attach
         socket is up and before the container starts (connect there).
+        ``new``: ``ref`` is the record of ``create(store=False)``, stored
+        here before the container starts; when that fails (the name is
+        taken), or the start fails before, nothing of it is left.
 
         Raises:
             CommandNotFound (127) / CannotInvoke (126): the command cannot run.
+            Conflict: (``new``) the name is in use.
         """
-        rec = self.get(ref) if isinstance(ref, str) else ref
-        with self._lock(rec["Id"]):
-            return self._start(self.get(rec["Id"]), attach, stdin, on_listening)
+        if not new:
+            rec = self.get(ref) if isinstance(ref, str) else ref
+            with self._lock(rec["Id"]):
+                return self._start(self.get(rec["Id"]), attach, stdin, on_listening)
+        rec = ref
+        stored: list[bool] = []
 
-    def _start(self, rec: dict, attach: bool, stdin: bool, on_listening) -> dict[str, Any]:
+        def store() -> None:
+            self._store(rec)
+            stored.append(True)
+
+        try:
+            with self._lock(rec["Id"]):
+                return self._start(rec, attach, stdin, on_listening, store)
+        except BaseException:
+            if not stored:
+                self._teardown_dir(self.cdir(rec["Id"]))
+            raise
+        finally:
+            if not stored:
+                try:
+                    os.unlink(self.root / "locks" / rec["Id"])
+                except OSError:
+                    pass
+
+    def _start(self, rec: dict, attach: bool, stdin: bool, on_listening, store=None) -> dict[str, Any]:
         from berth.engine.monitor import MonitorArgs, launch
         from berth.engine.netsetup import network_for
 
@@ -390,7 +436,7 @@ class Engine:
                 args.bundle_config = oci.load_bundle(str(cdir))
                 ops.precreate_cgroup(args.bundle_config[0], cid)
                 net.prepare()
-            launch(args, on_listening, meanwhile=net.up)
+            launch(args, on_listening, meanwhile=net.up if store is None else lambda: (store(), net.up()))
             _t("start: launched")
         except BaseException:
             net.down()

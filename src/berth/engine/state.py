@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
 
 from berth.errors import Conflict, NotFound, UsageError
@@ -41,6 +40,11 @@ class State:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        # imported here, not at the top: loading libsqlite3 costs ~4 ms, which
+        # `berth run` spends while the container is being created
+        import sqlite3
+
+        self._IntegrityError = sqlite3.IntegrityError
         self.db = sqlite3.connect(self.root / "engine.db", timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -54,7 +58,7 @@ class State:
                 "INSERT INTO containers (id, name, created, data) VALUES (?, ?, ?, ?)",
                 (rec["Id"], rec["Name"], rec["CreatedTs"], json.dumps(rec)),
             )
-        except sqlite3.IntegrityError:
+        except self._IntegrityError:
             raise Conflict(
                 f"create container: the name {rec['Name']!r} is already in use; "
                 "remove or rename that container first"
@@ -64,7 +68,7 @@ class State:
         try:
             self.db.execute("UPDATE containers SET name = ?, data = ? WHERE id = ?",
                             (rec["Name"], json.dumps(rec), rec["Id"]))
-        except sqlite3.IntegrityError:
+        except self._IntegrityError:
             raise Conflict(f"rename container: the name {rec['Name']!r} is already in use") from None
 
     def remove_container(self, cid: str) -> None:
@@ -107,7 +111,7 @@ class State:
             self.db.execute("INSERT INTO volumes (name, created, data) VALUES (?, ?, ?)",
                             (name, created, json.dumps(data)))
             return True
-        except sqlite3.IntegrityError:
+        except self._IntegrityError:
             return False
 
     def get_volume(self, name: str) -> dict[str, Any] | None:
