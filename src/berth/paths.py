@@ -5,6 +5,7 @@ import sys
 
 DEFAULT_RUNTIME_ROOT = "/run/berth-runtime"
 DEFAULT_ENGINE_ROOT = "/var/lib/berth"
+NETFILES = "netfiles"  # <engine root>/netfiles/<container id>/{hosts,resolv.conf,meta.json}
 
 
 def libexec(name: str) -> "Path":  # noqa: F821 - pathlib imported lazily: berth-runtime starts per container

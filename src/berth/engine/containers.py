@@ -157,7 +157,7 @@ class Engine:
         cdir = self.cdir(cid)
         cdir.mkdir(parents=True, mode=0o700)
         try:
-            rec = self._create_in(cdir, cid, name, opts, image, warnings)
+            rec = self._create_in(cdir, cid, name, opts, image, warnings, store)
             rec["_generated_name"] = not (opts.name or "").lstrip("/")
             if store:
                 self._store(rec)
@@ -167,7 +167,7 @@ class Engine:
         return rec, warnings
 
     def _create_in(self, cdir: Path, cid: str, name: str, opts: CreateOptions,
-                   image: images.ImageInfo, warnings: list[str]) -> dict[str, Any]:
+                   image: images.ImageInfo, warnings: list[str], store: bool = True) -> dict[str, Any]:
         from berth.engine import spec as _spec
         from berth.engine.netsetup import plan_network
 
@@ -178,7 +178,7 @@ class Engine:
         _t("rootfs mounted")
         opts._exposed = list(image.config.get("ExposedPorts") or {})  # for -P
         hostname = opts.hostname or (cid[:12] if opts.network != "host" else os.uname().nodename)
-        net = plan_network(self, opts, cid, name, hostname)
+        net = plan_network(self, opts, cid, name, hostname, check=store)
         _t("network planned")
         mounts, mount_recs, anon = self._mounts(opts, cdir, warnings)
         mounts.extend(net.file_mounts(cdir, hostname, opts))
@@ -434,7 +434,7 @@ class Engine:
                 from berth.runtime.container import ops
 
                 args.bundle_config = oci.load_bundle(str(cdir))
-                ops.precreate_cgroup(args.bundle_config[0], cid)
+                args.cgroup = ops.precreate_cgroup(args.bundle_config[0], cid)
                 net.prepare()
             launch(args, on_listening, meanwhile=net.up if store is None else lambda: (store(), net.up()))
             _t("start: launched")

@@ -42,6 +42,7 @@ class MonitorArgs:
     exit_command: list[str] | None = None
     adopt: bool = False  # create and start in a fork of this process (see _adopt)
     bundle_config: tuple[dict, str] | None = None  # (config, rootfs) loaded already, for adopt
+    cgroup: object = None  # made ahead by the runtime's precreate_cgroup, for adopt
     delete_by_client: bool = False  # the attached client deletes the runtime state
 
 
@@ -256,7 +257,8 @@ def _adopt(a: MonitorArgs, argv: list[str], sync_w: int, err_w: int, go_r: int) 
     try:
         cfg, rootfs = a.bundle_config or (None, None)
         cpid = ops.run_detached(a.runtime_root, a.cid, str(a.bundle), cfg, rootfs,
-                                console_fd=theirs if a.terminal else None, before_start=before_start)
+                                console_fd=theirs if a.terminal else None, before_start=before_start,
+                                cgroup=a.cgroup)
     except (BerthError, OSError) as e:
         code = getattr(e, "exit_code", 125)
         msg = e if isinstance(e, BerthError) else (e.strerror or e)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from berth.engine.netsetup import NetPlan, netns_dir
 from berth.errors import NotFound
+from berth.paths import NETFILES
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up time)
 if TYPE_CHECKING:
@@ -23,25 +24,37 @@ if TYPE_CHECKING:
 
 
 class BridgePlan(NetPlan):
-    lib: Any = None
     network: str = "bridge"
     hostname: str = ""
     extra_hosts: list = []
     dns: list = []
     extra: list = []  # further networks: [{"Network", "Aliases", "IPv4Address"}]
 
+    @property
+    def lib(self):
+        """``berth.engine.network``, imported when first needed: ``run`` plans
+        without it, and imports it while the container is being created."""
+        from berth.engine import network
+
+        return network
+
     def _nm(self):
         return self.lib.NetworkManager(str(self.engine.root))
 
+    def _files(self) -> tuple[Path, Path]:
+        """The hosts and resolv.conf the library writes (NetworkManager's
+        hosts_file/resolv_conf), without importing it."""
+        d = Path(self.engine.root) / NETFILES / self.cid
+        return d / "hosts", d / "resolv.conf"
+
     def file_mounts(self, cdir: Path, hostname: str, opts) -> list[dict]:
         (cdir / "hostname").write_text(hostname + "\n")
-        nm = self._nm()
+        hosts, resolv = self._files()
         ro = "ro" if opts.read_only else "rw"
         return [
             {"destination": "/etc/hostname", "type": "bind", "source": str(cdir / "hostname"), "options": ["rbind", ro]},
-            {"destination": "/etc/hosts", "type": "bind", "source": str(nm.hosts_file(self.cid)), "options": ["rbind", ro]},
-            {"destination": "/etc/resolv.conf", "type": "bind", "source": str(nm.resolv_conf(self.cid)),
-             "options": ["rbind", ro]},
+            {"destination": "/etc/hosts", "type": "bind", "source": str(hosts), "options": ["rbind", ro]},
+            {"destination": "/etc/resolv.conf", "type": "bind", "source": str(resolv), "options": ["rbind", ro]},
         ]
 
     def record(self) -> dict[str, Any]:
@@ -58,9 +71,10 @@ class BridgePlan(NetPlan):
         if self.vm:
             return
         if not os.path.exists(self.netns_path):
-            self.lib.create_netns(self.netns_path)
-        nm = self._nm()
-        for f in (nm.hosts_file(self.cid), nm.resolv_conf(self.cid)):
+            from berth._sys.netns import create_netns
+
+            create_netns(self.netns_path)
+        for f in self._files():
             if not f.exists():
                 f.parent.mkdir(parents=True, exist_ok=True)
                 f.touch()
@@ -184,26 +198,29 @@ def _extra_hosts(specs: list[str], eps) -> list[tuple[str, str]]:
     return out
 
 
-def _make(engine, lib, mode: str, cid: str, name: str) -> BridgePlan:
+def _make(engine, mode: str, cid: str, name: str) -> BridgePlan:
     plan = BridgePlan(engine, mode, cid, name)
-    plan.lib = lib
     plan.network = mode
     plan.netns_path = str(netns_dir(engine.root) / cid)
     return plan
 
 
-def plan_bridge(engine, lib, opts, mode: str, cid: str, name: str, hostname: str) -> BridgePlan:
-    nm = lib.NetworkManager(str(engine.root))
-    if mode == "bridge":
-        try:
-            # an existing default network's bridge and rules are checked (and
-            # remade after a reboot) by connect at start: not twice per run
-            nm.get(mode)
-        except NotFound:
-            nm.ensure_default()
-    else:
-        nm.get(mode)  # NotFound for an unknown network, before anything is made
-    plan = _make(engine, lib, mode, cid, name)
+def plan_bridge(engine, opts, mode: str, cid: str, name: str, hostname: str, check: bool = True) -> BridgePlan:
+    """``check=False`` (run): the network is not looked up here; ``up``'s
+    connect does it (NotFound, or the default network made), before the
+    container starts."""
+    plan = _make(engine, mode, cid, name)
+    if check:
+        nm = plan._nm()
+        if mode == "bridge":
+            try:
+                # an existing default network's bridge and rules are checked
+                # (and remade after a reboot) by connect at start: not twice per run
+                nm.get(mode)
+            except NotFound:
+                nm.ensure_default()
+        else:
+            nm.get(mode)  # NotFound for an unknown network, before anything is made
     plan.vm = opts.isolation == "vm"
     if plan.vm:
         plan.netns_path = None
@@ -228,9 +245,9 @@ def opts_exposed(opts) -> list[str]:
     return list(getattr(opts, "_exposed", []) or [])
 
 
-def bridge_for(engine, lib, rec: dict) -> BridgePlan:
+def bridge_for(engine, rec: dict) -> BridgePlan:
     net = rec.get("Network") or {}
-    plan = _make(engine, lib, net.get("Network") or net.get("Mode", "bridge"), rec["Id"], rec["Name"])
+    plan = _make(engine, net.get("Network") or net.get("Mode", "bridge"), rec["Id"], rec["Name"])
     plan.vm = bool(net.get("VM"))
     plan.netns_path = None if plan.vm else (net.get("NetnsPath") or plan.netns_path)
     plan.aliases = net.get("Aliases") or []

@@ -2,8 +2,8 @@
 
 Modes: ``none`` (a new namespace with only loopback), ``host`` (the host's
 namespace), ``container:ID`` (join another container's namespace), and
-``bridge`` or a user network name, which need ``berth.engine.network``
-(branch ``net``). ``default`` is ``bridge`` when that library is present.
+``bridge`` (``default``) or a user network name, through
+``berth.engine.network`` (see netbridge.py).
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ LOCAL_HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n
 
 
 def _network_lib():
-    try:
-        from berth.engine import network
-    except ImportError:
-        return None
-    return network if hasattr(network, "attach") else None
+    """``berth.engine.network``, imported when first needed (~4 ms)."""
+    from berth.engine import network
+
+    return network
 
 
 @record
@@ -97,12 +96,12 @@ def _resolv_conf(dns: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def plan_network(engine, opts, cid: str, name: str, hostname: str) -> NetPlan:
+def plan_network(engine, opts, cid: str, name: str, hostname: str, check: bool = True) -> NetPlan:
+    """``check=False`` (run): a bridge or user network is looked up at start
+    (see netbridge.plan_bridge), not here."""
     mode = opts.network or "default"
-    # the network library is imported only for modes that need it (start-up time)
-    lib = _network_lib() if mode not in ("none", "host") and not mode.startswith("container:") else None
     if mode == "default":
-        mode = "bridge" if lib else "none"
+        mode = "bridge"
     if mode in ("none", "host"):
         if opts.ports and mode == "none":
             raise UsageError("publishing ports (-p) needs a network; --network none has none")
@@ -113,12 +112,10 @@ def plan_network(engine, opts, cid: str, name: str, hostname: str) -> NetPlan:
         if rs.status != "running" or not rs.pid:
             raise Conflict(f"join network of container {other['Name']}: container is not running")
         return NetPlan(engine, f"container:{other['Id']}", cid, name, netns_path=f"/proc/{rs.pid}/ns/net")
-    if lib is None:
-        raise UsageError(f"network {mode!r}: bridge and user networks are not available in this build yet "
-                         "(use --network none or host)")
+    # the network library (~4 ms of imports) is imported when first used
     from berth.engine.netbridge import plan_bridge
 
-    return plan_bridge(engine, lib, opts, mode, cid, name, hostname)
+    return plan_bridge(engine, opts, mode, cid, name, hostname, check)
 
 
 def network_for(engine, rec: dict) -> NetPlan:
@@ -127,12 +124,9 @@ def network_for(engine, rec: dict) -> NetPlan:
     mode = net.get("Mode", "none")
     if mode in ("none", "host") or mode.startswith("container:"):
         return NetPlan(engine, mode, rec["Id"], rec["Name"])
-    lib = _network_lib()
-    if lib is None:
-        return NetPlan(engine, mode, rec["Id"], rec["Name"])
     from berth.engine.netbridge import bridge_for
 
-    return bridge_for(engine, lib, rec)
+    return bridge_for(engine, rec)
 
 
 def netns_dir(root: Path) -> Path:

@@ -101,7 +101,7 @@ def _namespace_plan(spec, cfg: dict) -> None:
 def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
            preserve_fds: int = 0, cfg: dict | None = None, rootfs: str | None = None,
-           _run: bool = False, _console_fd: int | None = None, _durable: bool = True):
+           _run: bool = False, _console_fd: int | None = None, _durable: bool = True, _cgroup=None):
     """Create container ``cid`` from ``bundle``: set up, then wait for start.
 
     With ``_run`` (used by run) the init waits on a pipe instead of the FIFO,
@@ -129,12 +129,13 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
     child = None
     spec = None
     try:
-        cg = _open_cgroup(cfg, cid)
+        cg = _cgroup or _open_cgroup(cfg, cid)
         st = {"id": cid, "pid": 0, "bundle": bundle, "rootfs": rootfs, "created": _now(),
               "creator": [os.getpid(), state.start_time(os.getpid())],
               "cgroup": cg.to_state(), "config": cfg, "backend": "container"}
         state.write(d, st, durable=False)  # first, so delete --force can find the cgroup
-        cg.create()
+        if _cgroup is None:
+            cg.create()
         trace.mark("cgroup created")
         # The grace period a cgroup move waits for runs from here while we
         # finish (importing the process machinery included); its writer holds
@@ -204,17 +205,20 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
     return None
 
 
-def precreate_cgroup(cfg: dict, cid: str) -> None:
+def precreate_cgroup(cfg: dict, cid: str):
     """Make the container's cgroup ahead of ``create`` and start the grace
     period a move into it waits for (warmup.py), for a caller that will
     create the container ~15 ms later (the engine, in a fork): the period
     then elapses meanwhile instead of in the init's set-up. ``create`` finds
     the cgroup made and owns it from then on (its failure removes it); if
-    ``create`` never runs, the caller removes it."""
-    _open_cgroup(cfg, cid).create()
+    ``create`` never runs, the caller removes it. Returns the cgroup, for
+    ``run_detached(cgroup=)``."""
+    cg = _open_cgroup(cfg, cid)
+    cg.create()
     from berth.runtime.container import warmup
 
     warmup.start()
+    return cg
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -494,7 +498,7 @@ def _start_created(root: str, child, st: dict, d: str, reap: bool, before_start=
 
 
 def run_detached(root: str, cid: str, bundle: str, cfg: dict | None = None, rootfs: str | None = None,
-                 console_fd: int | None = None, before_start=None) -> int:
+                 console_fd: int | None = None, before_start=None, cgroup=None) -> int:
     """``run --detach`` in this process; returns the init's pid.
 
     For an engine that forked to become the container's monitor: this
@@ -504,8 +508,10 @@ def run_detached(root: str, cid: str, bundle: str, cfg: dict | None = None, root
     (as for runc); with ``console_fd`` (one end of a socket pair) the init
     sends its pty master there instead. ``before_start()`` runs after the
     set-up and before the start byte (e.g. to take the pty master).
+    ``cgroup``: what ``precreate_cgroup`` returned for this container.
     """
-    child, st, d = create(root, cid, bundle, cfg=cfg, rootfs=rootfs, _run=True, _console_fd=console_fd)
+    child, st, d = create(root, cid, bundle, cfg=cfg, rootfs=rootfs, _run=True, _console_fd=console_fd,
+                          _cgroup=cgroup)
     _start_created(root, child, st, d, reap=False, before_start=before_start)
     return child.pid
 
