@@ -143,11 +143,13 @@ def test_run_name_clash_found_while_creating_leaves_nothing(berth, engine_root):
 def test_run_on_an_unknown_network_fails_before_the_start_and_leaves_nothing(berth, engine_root):
     # run looks its network up while the container is being created (create
     # does it at once); either way: docker's error, exit 125, nothing left
-    before = set(os.listdir(engine_root / "containers"))
+    def listing(sub: str) -> set[str]:
+        d = engine_root / sub
+        return set(os.listdir(d)) if d.exists() else set()
+
+    before = (listing("containers"), listing("netns"), listing("netfiles"))
     for verb in ("run", "create"):
         r = berth(verb, "--network", f"nosuch{os.getpid()}", "busybox", "echo", "should-not-run")
         assert r.returncode == 125 and "should-not-run" not in r.stdout
         assert r.stderr.count("\n") == 1 and "not found" in r.stderr, r.stderr
-    assert set(os.listdir(engine_root / "containers")) == before
-    assert not [n for n in os.listdir(engine_root / "netns")
-                if n not in {c for c in before}]
+    assert (listing("containers"), listing("netns"), listing("netfiles")) == before

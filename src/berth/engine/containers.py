@@ -394,6 +394,10 @@ class Engine:
             return rec  # docker: starting a running container is a no-op
         cid = rec["Id"]
         cdir = self.cdir(cid)
+        if rs.monitor_alive:
+            # the last run's monitor is still finishing (the runtime's delete
+            # of the old run, which removes the cgroup): not beside a new run
+            self._finish_monitor(self._monitor_identity(rec))
         if not os.path.ismount(cdir / "rootfs") and not (cdir / "rootfs.copied").exists():
             images.mount_rootfs(images.get_image(str(self.root), rec["ImageID"]), cdir,
                                 volatile=rec["HostConfig"]["AutoRemove"])
@@ -436,7 +440,10 @@ class Engine:
                 args.bundle_config = oci.load_bundle(str(cdir))
                 args.cgroup = ops.precreate_cgroup(args.bundle_config[0], cid)
                 net.prepare()
-            launch(args, on_listening, meanwhile=net.up if store is None else lambda: (store(), net.up()))
+            # (run: the network first, so a network run cannot use fails it
+            # like create would, leaving nothing; then the record, whose name
+            # clash also leaves nothing)
+            launch(args, on_listening, meanwhile=net.up if store is None else lambda: (net.up(), store()))
             _t("start: launched")
         except BaseException:
             net.down()

@@ -115,9 +115,13 @@ def launch(a: MonitorArgs, on_listening=None, meanwhile=None) -> int:
             try:
                 if meanwhile is not None:
                     meanwhile()
-                os.write(go_w, b"1")
             except BaseException as e:  # the child sees EOF: it removes the container
                 failed = e
+            else:
+                try:
+                    os.write(go_w, b"1")
+                except BrokenPipeError:
+                    pass  # its create failed already: it says why on the sync pipe
             finally:
                 os.close(go_w)
         else:

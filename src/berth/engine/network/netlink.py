@@ -263,33 +263,40 @@ class Netlink:
         waits for an RCU barrier and for the last reference to the device:
         20-40 ms here, while the device (with its addresses, routes, and a
         veth's peer) left the device list 2-7 ms after the request, as the
-        RTM_DELLINK notification says. So a detached grandchild process makes
-        the request and waits out the kernel's tail, and this returns at the
-        notification (or at the helper's answer: an error, or a link that was
-        gone already). Without a helper (fork failed, helper died) it deletes
+        RTM_DELLINK notification says. So a detached helper process
+        (``berth-netdel``, C) makes the request and waits out the kernel's
+        tail, and this returns at the notification (or at the helper's
+        answer: an error, or a link that was gone already). Without the
+        helper (not built, spawn failed, helper died) it deletes
         synchronously like ``del_link``.
         """
         index = self.link_index(name)
         if index is None:
             return False
+        from berth.paths import libexec
+
+        helper = str(libexec("berth-netdel"))
+        if not os.access(helper, os.X_OK):
+            return self.del_link(name)
         mon = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                             socket.NETLINK_ROUTE)
         r = w = -1
         try:
             mon.bind((0, RTMGRP_LINK))  # subscribed before the request: no race
             r, w = os.pipe()
+            os.set_inheritable(w, True)
             try:
-                pid = os.fork()
+                # posix_spawn (vfork): forking this interpreter would cost ~1 ms
+                # with the GIL held; the helper detaches itself (csrc/berth-netdel)
+                pid = os.posix_spawn(helper, [helper, name, str(w)], {})
             except OSError:
                 return self.del_link(name)
-            if pid == 0:
-                _delete_detached(w, name)  # never returns
             os.close(w)
             w = -1
             try:
                 return self._await_unlisted(mon, r, index, name)
             finally:
-                os.waitpid(pid, 0)  # the intermediate child, long gone by now
+                os.waitpid(pid, 0)  # its first half, which exits at once
         finally:
             mon.close()
             for fd in (r, w):
@@ -375,42 +382,3 @@ def _is_dellink_of(data: bytes, index: int) -> bool:
             return True
         off += _align(length)
     return False
-
-
-def _delete_detached(w: int, name: str) -> None:
-    """In a forked child: fork the helper and exit (so nobody has to reap it).
-
-    The helper keeps no descriptor of the caller (no lock, no pipe of a
-    parent waiting for EOF, no terminal), renames itself so it is not taken
-    for the caller (``ps`` would show ``berth rm -f ID``), deletes ``name``
-    and writes the errno (0: deleted) to ``w``.
-    """
-    try:
-        os.setsid()
-        if os.fork() == 0:
-            try:
-                for fd in [int(f) for f in os.listdir("/proc/self/fd")]:
-                    if fd != w:
-                        try:
-                            os.close(fd)
-                        except OSError:
-                            pass
-                null = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    if fd not in (null, w):
-                        os.dup2(null, fd)
-                from berth._sys.proctitle import set_title
-
-                set_title(f"berth-netdel {name}")
-                err = 0
-                try:
-                    with Netlink() as nl:
-                        nl.request(RTM_DELLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name),
-                                   f"delete link {name}")
-                except OSError as exc:
-                    err = exc.errno or errno.EIO
-                os.write(w, struct.pack("=i", err))
-            finally:
-                os._exit(0)
-    finally:
-        os._exit(0)
