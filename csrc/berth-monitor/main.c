@@ -568,7 +568,7 @@ static void health_reset(void) {
     while (health_log_n > 0)
         free(health_log[--health_log_n]);
     unlink("health.json");
-    next_health = run_started + 1;
+    next_health = run_started + health_interval; /* docker: the first probe after one interval */
 }
 
 /* A probe still running when its container exited: end it and reap it, so
