@@ -135,21 +135,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The launcher's entry: like sys.exit(main()) minus the interpreter's
-    tear-down and SQLite's checkpoint on close (together ~8 ms of every
-    ``berth run``). Nothing of ours needs atexit: the engine's threads are
-    daemons, files are closed by their ``with`` blocks, and the WAL left
-    behind is folded in by the next connection (SQLite's own recovery)."""
-    rc = main()
-    from berth.runtime import trace
+    """The launcher's entry (see berth.cli.launcher)."""
+    from berth.cli import launcher
 
-    trace.mark("exit")
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:
-        rc = rc or 125
-    os._exit(rc)
+    launcher.run(main)
 
 
 if __name__ == "__main__":

@@ -391,18 +391,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The launcher's entry: like sys.exit(main()) minus interpreter tear-down
-    (a few ms per container start; nothing of ours needs atexit)."""
-    rc = main()
-    from berth.runtime import trace
+    """The launcher's entry (see berth.cli.launcher)."""
+    from berth.cli import launcher
 
-    trace.mark("exit")
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:
-        rc = rc or 125
-    os._exit(rc)
+    launcher.run(main)
 
 
 if __name__ == "__main__":
