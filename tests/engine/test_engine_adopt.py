@@ -153,3 +153,41 @@ def test_run_on_an_unknown_network_fails_before_the_start_and_leaves_nothing(ber
         assert r.returncode == 125 and "should-not-run" not in r.stdout
         assert r.stderr.count("\n") == 1 and "not found" in r.stderr, r.stderr
     assert (listing("containers"), listing("netns"), listing("netfiles")) == before
+
+
+def test_api_caller_with_threads_takes_the_monitors_path(client, tmp_path, monkeypatch):
+    # forking a process whose other threads may hold a lock can deadlock the
+    # child: with a thread running, the API launches the monitor instead
+    import threading
+
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("BERTH_RUNTIME_TRACE", str(trace))
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        out = client.containers.run("busybox", ["echo", "from-a-threaded-caller"], remove=True)
+    finally:
+        stop.set()
+        t.join()
+    assert out == b"from-a-threaded-caller\n"
+    assert "main" in _trace_marks(trace)  # the runtime's CLI ran (in the monitor)
+
+
+def test_prune_leaves_a_container_whose_start_holds_its_lock(berth, engine_root):
+    # a run stores its row only while its container is created: until then a
+    # prune must not take its directory for a crash's leftover
+    import fcntl
+
+    cid = "f" * 64
+    (engine_root / "containers" / cid).mkdir(parents=True)
+    (engine_root / "locks").mkdir(exist_ok=True)
+    fd = os.open(engine_root / "locks" / cid, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        berth.out("system", "prune", "-f")
+        assert (engine_root / "containers" / cid).is_dir()
+    finally:
+        os.close(fd)
+    berth.out("system", "prune", "-f")  # unlocked now: a leftover
+    assert not (engine_root / "containers" / cid).exists()

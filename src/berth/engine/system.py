@@ -94,6 +94,26 @@ def _logs_size(cdir: Path) -> int:
     return sum(p.stat().st_size for p in cdir.glob("container.log*") if p.is_file())
 
 
+def _locked(engine) -> set[str]:
+    """IDs whose container lock someone holds right now (a start in progress)."""
+    import fcntl
+
+    held = set()
+    base = engine.root / "locks"
+    for p in base.iterdir() if base.is_dir() else ():
+        try:
+            fd = os.open(p, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.add(p.name)
+        finally:
+            os.close(fd)
+    return held
+
+
 def prune(engine, volumes: bool = False, all_images: bool = False) -> dict[str, Any]:
     """Remove stopped containers, what crashed runs left behind, and unused volumes with ``volumes``.
 
@@ -107,6 +127,9 @@ def prune(engine, volumes: bool = False, all_images: bool = False) -> dict[str, 
             engine.remove(rec["Id"], force=True)
             removed.append(rec["Id"])
     known = {r["Id"] for r in engine.state.containers()}
+    # a run being started holds its container's lock, and stores its row
+    # only while its container is created: not a leftover
+    known |= _locked(engine)
     leftovers = []
     cbase = engine.root / "containers"
     if cbase.is_dir():
