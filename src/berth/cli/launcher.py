@@ -18,8 +18,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+running = False  # set while a launcher runs its command (this process then exits)
+
+
 def run(main: Callable[[], int]) -> None:
     """``main()``, flush stdout and stderr, then ``os._exit`` with its code."""
+    global running
+    running = True
     rc = main()
     from berth.runtime import trace
 

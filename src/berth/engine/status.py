@@ -10,6 +10,7 @@ for a live monitor.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from berth.engine._record import record
@@ -45,6 +46,13 @@ def _proc_start(pid: int) -> int | None:
 
 def monitor_alive(st: dict) -> bool:
     pid = st.get("monitor_pid") or 0
+    if pid > 0:
+        try:
+            # the CLI's own child (see monitor._fork_adopting): reap it if it
+            # ended, or its zombie would look alive
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
     return pid > 0 and _proc_start(pid) == st.get("monitor_start")
 
 

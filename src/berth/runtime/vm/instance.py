@@ -245,7 +245,12 @@ class VMInstance:
         conn.settimeout(None)
         chan = ap.Channel(conn)
         init = json.loads((self.state_dir / "config.init.json").read_text())
-        chan.send(ap.encode_json(ap.INIT, ap.MAIN_STREAM, init))
+        try:
+            chan.send(ap.encode_json(ap.INIT, ap.MAIN_STREAM, init))
+        except ConnectionError:
+            # QEMU connects its end at start-up and may die right after (a
+            # kernel it cannot boot): its own reason, not a broken pipe
+            self._check_qemu(deadline, gone=True)
         conn.settimeout(0.1)
         while True:
             try:
