@@ -82,6 +82,7 @@ class Engine:
         self.runtime_root = str(self.root / "runtime")
         self._state: State | None = None
         self._own: bool | None = None
+        self._cgroups_made: dict[str, Any] = {}  # cid -> cgroup made by create for its start
 
     @property
     def state(self) -> State:
@@ -157,12 +158,19 @@ class Engine:
         cdir = self.cdir(cid)
         cdir.mkdir(parents=True, mode=0o700)
         try:
+            if not store and opts.isolation == "container" and self._own_runtime():
+                # run: the cgroup, and the grace period its move waits for
+                # (see _start), as early as can be: the period is ~14 ms
+                from berth.runtime.container import ops
+
+                self._cgroups_made[cid] = ops.precreate_cgroup(f"/berth/{cid}", cid)
             rec = self._create_in(cdir, cid, name, opts, image, warnings, store)
             rec["_generated_name"] = not (opts.name or "").lstrip("/")
             if store:
                 self._store(rec)
         except BaseException:
             self._teardown_dir(cdir)
+            self._drop_cgroup_made(cid)
             raise
         return rec, warnings
 
@@ -377,13 +385,12 @@ class Engine:
         except BaseException:
             if not stored:
                 self._teardown_dir(self.cdir(rec["Id"]))
-            raise
-        finally:
-            if not stored:
                 try:
                     os.unlink(self.root / "locks" / rec["Id"])
                 except OSError:
                     pass
+            self._drop_cgroup_made(rec["Id"])
+            raise
 
     def _start(self, rec: dict, attach: bool, stdin: bool, on_listening, store=None) -> dict[str, Any]:
         from berth.engine.monitor import MonitorArgs, launch
@@ -438,11 +445,14 @@ class Engine:
                 from berth.runtime.container import ops
 
                 args.bundle_config = oci.load_bundle(str(cdir))
-                args.cgroup = ops.precreate_cgroup(args.bundle_config[0], cid)
+                args.cgroup = self._cgroups_made.pop(cid, None) or \
+                    ops.precreate_cgroup(args.bundle_config[0]["linux"].get("cgroupsPath"), cid)
                 net.prepare()
             # (run: the network first, so a network run cannot use fails it
             # like create would, leaving nothing; then the record, whose name
-            # clash also leaves nothing)
+            # clash also leaves nothing. Storing it in the creating fork
+            # instead measured slower: its import of sqlite3 holds the GIL
+            # that fork needs to answer the init promptly)
             launch(args, on_listening, meanwhile=net.up if store is None else lambda: (net.up(), store()))
             _t("start: launched")
         except BaseException:
@@ -668,6 +678,11 @@ class Engine:
                 os.kill(st["monitor_pid"], _signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def _drop_cgroup_made(self, cid: str) -> None:
+        """Remove the cgroup create made for a start that did not take it."""
+        if self._cgroups_made.pop(cid, None) is not None:
+            self._remove_cgroups(cid)
 
     def _remove_cgroups(self, cid: str) -> None:
         # the runtime's delete removes them; this catches a runtime that died first

@@ -205,7 +205,7 @@ def create(root: str, cid: str, bundle: str, pid_file: str | None = None,
     return None
 
 
-def precreate_cgroup(cfg: dict, cid: str):
+def precreate_cgroup(cgroups_path: str | None, cid: str):
     """Make the container's cgroup ahead of ``create`` and start the grace
     period a move into it waits for (warmup.py), for a caller that will
     create the container ~15 ms later (the engine, in a fork): the period
@@ -213,7 +213,7 @@ def precreate_cgroup(cfg: dict, cid: str):
     the cgroup made and owns it from then on (its failure removes it); if
     ``create`` never runs, the caller removes it. Returns the cgroup, for
     ``run_detached(cgroup=)``."""
-    cg = _open_cgroup(cfg, cid)
+    cg = _cgroups().open_cgroup(cgroups_path, cid)
     cg.create()
     from berth.runtime.container import warmup
 
