@@ -106,6 +106,9 @@ class Env:
         subprocess.run(["nft", "delete", "table", "ip", self.table], capture_output=True)
         for path in self.namespaces:
             netns.remove_netns(path)
+        from berth.engine.network import roots
+
+        roots.unregister(self.table)  # (a test may have lost a network's record on purpose)
 
 
 def in_ns(path: str, argv: list[str], **kw) -> subprocess.CompletedProcess:

@@ -17,6 +17,10 @@ pytestmark = pytest.mark.net
 SCENARIO = r"""
 import os, subprocess, sys, time
 from pathlib import Path
+# this private namespace's roots are registered (berth.engine.network.roots)
+# on a tmpfs of its private mount namespace, not in the host's /run
+os.makedirs("/run/berth-net", exist_ok=True)
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run/berth-net"], check=True)
 from berth.engine.network import NetworkManager, create_netns, parse_port_spec
 work = Path(sys.argv[1])
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -97,7 +101,11 @@ def test_hairpin_isolation_and_internal_networks_in_a_private_namespace(tmp_path
 
 
 RESTORE = r"""
-import sys
+import os, subprocess, sys
+# this private namespace's roots are registered (berth.engine.network.roots)
+# on a tmpfs of its private mount namespace, not in the host's /run
+os.makedirs("/run/berth-net", exist_ok=True)
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run/berth-net"], check=True)
 from berth.engine.network import NetworkManager
 root = sys.argv[1]
 fwd = "/proc/sys/net/ipv4/ip_forward"
