@@ -137,3 +137,24 @@ def test_volatile_rootfs_is_mounted_volatile_and_survives_a_crash_leftover(two_l
     unmount_rootfs(container_dir)
     rootfs = mount_rootfs(two_layers, container_dir)
     assert not {"volatile", "fsync=volatile"} & set(_options(rootfs))
+
+
+def test_remove_tree_removes_everything_and_follows_no_symlink(tmp_path):
+    from berth.image.rootfs import remove_tree
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("k")
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "f").write_text("x")
+    (tree / "locked").mkdir(mode=0o000)  # as overlayfs's work/work
+    (tree / "locked").chmod(0o000)
+    os.symlink(outside, tree / "link-to-dir")  # planted in an upper layer
+    os.symlink(outside / "keep", tree / "a" / "link-to-file")
+    os.mkfifo(tree / "fifo")
+    remove_tree(tree)
+    assert not tree.exists()
+    assert (outside / "keep").read_text() == "k"  # nothing followed out of the tree
+    remove_tree(tree)  # a missing tree is fine
+    remove_tree(tmp_path / "no" / "such", ignore_errors=True)

@@ -35,7 +35,8 @@ class Parser(argparse.ArgumentParser):
         if not getattr(self, "_checking", False):
             return super()._get_formatter()  # help and usage: a fresh one
         if getattr(self, "_check_formatter", None) is None:
-            self._check_formatter = super()._get_formatter()
+            # a width: else the formatter imports shutil for the terminal's
+            self._check_formatter = self.formatter_class(prog=self.prog, width=80)
         return self._check_formatter
 
     def error(self, message: str):  # type: ignore[override]

@@ -699,9 +699,9 @@ class Engine:
             images.unmount_rootfs(cdir)
         except OSError:
             pass
-        import shutil
+        from berth.image.rootfs import remove_tree
 
-        shutil.rmtree(cdir, ignore_errors=True)
+        remove_tree(cdir, ignore_errors=True)
 
     # ---- rename -------------------------------------------------------------
 

@@ -28,8 +28,8 @@ bottom-up, applying whiteouts. Hardlinks inside a layer become copies there.
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -115,7 +115,7 @@ def _clear(container_dir: Path, keep: tuple[str, ...] = ()) -> None:
         if name in keep:
             continue
         if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
+            remove_tree(p)
         elif os.path.lexists(p):
             p.unlink()
 
@@ -126,9 +126,7 @@ def _mount_overlay(layers: list[Path], container_dir: Path, volatile: bool = Fal
     # gone (Documentation/filesystems/overlayfs.rst, "Volatile mount").
     stale = container_dir / WORK / "work" / "incompat" / "volatile"
     if stale.exists():
-        import shutil
-
-        shutil.rmtree(stale, ignore_errors=True)
+        remove_tree(stale, ignore_errors=True)
     if not layers:
         (container_dir / EMPTY).mkdir(exist_ok=True)
         layers = [container_dir / EMPTY]
@@ -195,9 +193,68 @@ def _is_opaque(path: str) -> bool:
 
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
+        remove_tree(path)
     elif os.path.lexists(path):
         os.unlink(path)
+
+
+def remove_tree(path: str | os.PathLike, ignore_errors: bool = False) -> None:
+    """``rm -rf PATH``; a missing path is fine.
+
+    Like shutil.rmtree's fd-based walk, each directory is opened O_NOFOLLOW
+    relative to its parent, so nothing swapped in for a directory (a symlink
+    planted in a container's upper layer) is followed out of the tree. Not
+    shutil's own: importing shutil (with zlib, bz2 and lzma) costs ~1.5 ms of
+    every ``berth run --rm``, which removes its container's directory.
+    ``ignore_errors``: remove what can be removed, as rmtree's.
+    """
+    path = os.fspath(path)
+    parent, name = os.path.split(path.rstrip("/") or "/")
+    try:
+        dfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        if ignore_errors:
+            return
+        raise
+    try:
+        _remove_at(dfd, name, ignore_errors)
+    finally:
+        os.close(dfd)
+
+
+def _remove_at(dfd: int, name: str, ignore_errors: bool) -> None:
+    try:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            os.unlink(name, dir_fd=dfd)  # a file, or a symlink (not followed)
+            return
+        try:
+            with os.scandir(fd) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            for child, is_dir in entries:
+                if is_dir:
+                    _remove_at(fd, child, ignore_errors)
+                else:
+                    try:
+                        os.unlink(child, dir_fd=fd)
+                    except FileNotFoundError:
+                        pass
+                    except OSError:
+                        if not ignore_errors:
+                            raise
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dfd)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        if not ignore_errors:
+            raise
 
 
 def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
@@ -241,6 +298,8 @@ def copy_layer_flat(layer: Path, dest: Path) -> None:
             if stat.S_ISLNK(st.st_mode):
                 os.symlink(os.readlink(src), dst)
             elif stat.S_ISREG(st.st_mode):
+                import shutil
+
                 shutil.copyfile(src, dst, follow_symlinks=False)
             elif stat.S_ISFIFO(st.st_mode):
                 os.mkfifo(dst, 0o600)
