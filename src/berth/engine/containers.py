@@ -699,7 +699,7 @@ class Engine:
             images.unmount_rootfs(cdir)
         except OSError:
             pass
-        from berth.image.rootfs import remove_tree
+        from berth.fs import remove_tree
 
         remove_tree(cdir, ignore_errors=True)
 

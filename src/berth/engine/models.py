@@ -31,21 +31,26 @@ class ExecResult(NamedTuple):
     output: Any
 
 
-class Container:
-    """One container. Similar to docker-py's ``Container``."""
+class _Model:
+    """What containers, volumes and networks share (docker-py's ``Model``):
+    ``attrs``, equality by type and ID, ``<Kind: short_id>``."""
 
     def __init__(self, client, attrs: dict[str, Any]):
         self.client = client
         self.attrs = attrs
 
     def __repr__(self) -> str:
-        return f"<Container: {self.short_id}>"
+        return f"<{type(self).__name__}: {self.short_id}>"
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Container) and other.id == self.id
+        return isinstance(other, type(self)) and other.id == self.id
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+
+class Container(_Model):
+    """One container. Similar to docker-py's ``Container``."""
 
     @property
     def _engine(self):
@@ -219,12 +224,8 @@ def _env_list(environment: dict | list | None) -> list[str]:
     return list(environment)
 
 
-class Volume:
+class Volume(_Model):
     """A named volume. Similar to docker-py's ``Volume``."""
-
-    def __init__(self, client, attrs: dict[str, Any]):
-        self.client = client
-        self.attrs = attrs
 
     @property
     def id(self) -> str:
@@ -233,15 +234,6 @@ class Volume:
     name = id
 
     short_id = id
-
-    def __repr__(self) -> str:
-        return f"<Volume: {self.name}>"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Volume) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
 
     def reload(self) -> None:
         """Refresh ``attrs``. Raises NotFound once it is removed."""
@@ -253,12 +245,8 @@ class Volume:
         self.client._volumes().remove(self.name, force=force)
 
 
-class Network:
+class Network(_Model):
     """A network. Similar to docker-py's ``Network``; ``attrs`` is ``network inspect``'s."""
-
-    def __init__(self, client, attrs: dict[str, Any]):
-        self.client = client
-        self.attrs = attrs
 
     @property
     def id(self) -> str:
@@ -285,14 +273,6 @@ class Network:
                 pass  # removed since the last reload
         return out
 
-    def __repr__(self) -> str:
-        return f"<Network: {self.short_id}>"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Network) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
 
     def _nm(self):
         from berth.engine.netconnect import manager

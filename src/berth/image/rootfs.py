@@ -28,13 +28,13 @@ bottom-up, applying whiteouts. Hardlinks inside a layer become copies there.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from pathlib import Path
 
 from berth._sys import overlay as sysov
 from berth.errors import RuntimeFailure
+from berth.fs import remove_tree
 
 ROOTFS, UPPER, WORK, LOWER, EMPTY = "rootfs", "upper", "work", "lower", "empty"
 COPY_MARKER = "rootfs.copied"  # says rootfs/ is a copy, and why
@@ -114,10 +114,7 @@ def _clear(container_dir: Path, keep: tuple[str, ...] = ()) -> None:
         p = container_dir / name
         if name in keep:
             continue
-        if p.is_dir() and not p.is_symlink():
-            remove_tree(p)
-        elif os.path.lexists(p):
-            p.unlink()
+        remove_tree(p)
 
 
 def _mount_overlay(layers: list[Path], container_dir: Path, volatile: bool = False) -> None:
@@ -191,72 +188,6 @@ def _is_opaque(path: str) -> bool:
         return False
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        remove_tree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
-
-
-def remove_tree(path: str | os.PathLike, ignore_errors: bool = False) -> None:
-    """``rm -rf PATH``; a missing path is fine.
-
-    Like shutil.rmtree's fd-based walk, each directory is opened O_NOFOLLOW
-    relative to its parent, so nothing swapped in for a directory (a symlink
-    planted in a container's upper layer) is followed out of the tree. Not
-    shutil's own: importing shutil (with zlib, bz2 and lzma) costs ~1.5 ms of
-    every ``berth run --rm``, which removes its container's directory.
-    ``ignore_errors``: remove what can be removed, as rmtree's.
-    """
-    path = os.fspath(path)
-    parent, name = os.path.split(path.rstrip("/") or "/")
-    try:
-        dfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        if ignore_errors:
-            return
-        raise
-    try:
-        _remove_at(dfd, name, ignore_errors)
-    finally:
-        os.close(dfd)
-
-
-def _remove_at(dfd: int, name: str, ignore_errors: bool) -> None:
-    try:
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if e.errno not in (errno.ENOTDIR, errno.ELOOP):
-                raise
-            os.unlink(name, dir_fd=dfd)  # a file, or a symlink (not followed)
-            return
-        try:
-            with os.scandir(fd) as it:
-                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-            for child, is_dir in entries:
-                if is_dir:
-                    _remove_at(fd, child, ignore_errors)
-                else:
-                    try:
-                        os.unlink(child, dir_fd=fd)
-                    except FileNotFoundError:
-                        pass
-                    except OSError:
-                        if not ignore_errors:
-                            raise
-        finally:
-            os.close(fd)
-        os.rmdir(name, dir_fd=dfd)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        if not ignore_errors:
-            raise
-
-
 def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
     # chown before chmod: chown(2) clears setuid/setgid bits
     os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
@@ -282,17 +213,17 @@ def copy_layer_flat(layer: Path, dest: Path) -> None:
             and os.path.lexists(dtop)
             and (not os.path.isdir(dtop) or os.path.islink(dtop) or _is_opaque(top))
         ):
-            _remove(dtop)  # a non-directory below, or an opaque dir: lower contents go
+            remove_tree(dtop)  # a non-directory below, or an opaque dir: lower contents go
         elif rel == "." and _is_opaque(top):
             for child in os.listdir(dtop):
-                _remove(os.path.join(dtop, child))
+                remove_tree(os.path.join(dtop, child))
         os.makedirs(dtop, exist_ok=True)
         dirs.append((top, dtop, tst))
         for name in files + [d for d in subdirs if os.path.islink(os.path.join(top, d))]:
             src, dst = os.path.join(top, name), os.path.join(dtop, name)
             st = os.lstat(src)
             if os.path.lexists(dst) or os.path.isdir(dst):
-                _remove(dst)
+                remove_tree(dst)
             if _is_whiteout(st):
                 continue
             if stat.S_ISLNK(st.st_mode):

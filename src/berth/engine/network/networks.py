@@ -25,6 +25,7 @@ from berth.engine.network.firewall import Firewall
 from berth.engine.network.netlink import Netlink
 from berth.engine.network.ports import PortMapping, resolve
 from berth.errors import BerthError, Conflict, NotFound, RuntimeFailure, UsageError
+from berth.fs import remove_tree
 from berth.paths import DEFAULT_ENGINE_ROOT, NETFILES
 
 DEFAULT_NETWORK = "bridge"
@@ -640,7 +641,7 @@ class NetworkManager:
                 elif container_id in rec.get("allocations", {}).values():
                     ipam.release(rec, container_id)
                     self._save(rec)
-            _remove_dir(self.files / container_id)
+            remove_tree(self.files / container_id)
             for name in touched:
                 self._refresh_hosts(name)
 
@@ -691,32 +692,10 @@ class NetworkManager:
             if self.files.is_dir():
                 for d in self.files.iterdir():
                     if d.name not in known:
-                        _remove_dir(d)
+                        remove_tree(d)
                         gone.add(d.name)
             report["containers"] = sorted(gone)
         return report
-
-
-def _remove_dir(d: Path) -> None:
-    """Remove a per-container files directory (flat: hosts, resolv.conf, meta.json).
-
-    Not shutil.rmtree: importing shutil pulls in bz2/lzma, ~10 ms per ``run``.
-    """
-    try:
-        names = os.listdir(d)
-    except FileNotFoundError:
-        return
-    for name in names:
-        try:
-            os.unlink(d / name)
-        except IsADirectoryError:
-            _remove_dir(d / name)
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(d)
-    except FileNotFoundError:
-        pass
 
 
 def _read(path: str) -> str:

@@ -10,6 +10,7 @@ import os
 import time
 
 from berth.errors import BerthError, Conflict, NotFound, RuntimeFailure, UsageError
+from berth.fs import remove_tree
 from berth.runtime import jsonio, oci
 from berth.runtime.container import state
 
@@ -256,28 +257,7 @@ def _cleanup(d: str, cg) -> None:
             cg.destroy()
         except (OSError, BerthError) as e:
             os.write(2, f"berth-runtime: warning: remove cgroup: {getattr(e, 'strerror', None) or e}\n".encode())
-    _remove_dir(d)
-
-
-def _remove_dir(d: str) -> None:
-    """Remove a container's state directory (flat: state.json, the FIFO, temp files)."""
-    try:
-        names = os.listdir(d)
-    except FileNotFoundError:
-        return
-    for n in names:
-        try:
-            os.unlink(os.path.join(d, n))
-        except IsADirectoryError:
-            import shutil
-
-            shutil.rmtree(os.path.join(d, n), ignore_errors=True)
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(d)
-    except FileNotFoundError:
-        pass
+    remove_tree(d)  # the state directory: state.json, the FIFO, temp files
 
 
 def start(root: str, cid: str) -> None:
